@@ -1,0 +1,177 @@
+"""Strict conversion of parsed YAML into frozen dataclasses, collecting every problem with its path.
+
+The dataclasses are the schema: their type hints say what is allowed, `field(metadata=...)` adds a
+check and a one-line doc. Unknown keys are errors, because a misspelt key that is silently ignored is
+how a village site ends up publishing to the wrong place for months.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+T = TypeVar("T")
+
+# A check returns None when the value is fine, or what is wrong in words for a technician.
+Check = Callable[[Any], str | None]
+
+
+def meta(doc: str, check: Check | None = None) -> dict[str, Any]:
+    """Metadata for a config field: its documentation and an optional extra check."""
+    return {"doc": doc, "check": check}
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a yes/no value)"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return repr(value)
+
+
+class _Converter:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(f"At '{path}': {message}")
+
+    def value(self, hint: Any, raw: object, path: str) -> tuple[bool, Any]:
+        """Convert raw into the hinted type; on failure record the problem and return (False, None)."""
+        origin = get_origin(hint)
+        if origin in (typing.Union, types.UnionType):
+            options = [a for a in get_args(hint) if a is not type(None)]
+            if raw is None and len(options) < len(get_args(hint)):
+                return True, None
+            return self.value(options[0], raw, path)
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            if not isinstance(raw, dict):
+                self.fail(path, f"expected a mapping of settings, got {_describe(raw)}")
+                return False, None
+            return self.record(hint, raw, path)
+        if origin is Literal:
+            allowed = get_args(hint)
+            # YAML reads `protocol: 5` as a number; the choice is still the text "5".
+            candidate = (
+                str(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else raw
+            )
+            if candidate in allowed:
+                return True, candidate
+            choices = ", ".join(repr(a) for a in allowed)
+            self.fail(path, f"expected one of {choices}, got {_describe(raw)}")
+            return False, None
+        if origin is tuple:
+            (item_hint, _ellipsis) = get_args(hint)
+            if not isinstance(raw, list):
+                self.fail(path, f"expected a list, got {_describe(raw)}")
+                return False, None
+            items = []
+            ok = True
+            for index, item in enumerate(raw):
+                good, converted = self.value(item_hint, item, f"{path}[{index}]")
+                ok = ok and good
+                items.append(converted)
+            return ok, tuple(items)
+        return self.scalar(hint, raw, path)
+
+    def scalar(self, hint: Any, raw: object, path: str) -> tuple[bool, Any]:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return True, raw
+            self.fail(path, f"expected true or false, got {_describe(raw)}")
+        elif hint is int:
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                return True, raw
+            self.fail(path, f"expected a whole number, got {_describe(raw)}")
+        elif hint is float:
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                return True, float(raw)
+            self.fail(path, f"expected a number, got {_describe(raw)}")
+        elif hint is str:
+            if isinstance(raw, str) and raw.strip():
+                return True, raw
+            self.fail(path, f"expected text, got {_describe(raw)}")
+        elif hint is Path:
+            if isinstance(raw, str) and raw.strip():
+                return True, Path(raw)
+            self.fail(path, f"expected a file or directory path, got {_describe(raw)}")
+        else:  # pragma: no cover - a schema bug, not a user error
+            raise TypeError(f"unsupported type in config schema at {path}: {hint!r}")
+        return False, None
+
+    def record(self, cls: type[T], raw: Mapping[Any, Any], path: str) -> tuple[bool, Any]:
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        hints = typing.get_type_hints(cls)
+        prefix = f"{path}." if path else ""
+        ok = True
+        for key in raw:
+            if key not in fields:
+                hint_text = ""
+                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                if close:
+                    hint_text = f"; did you mean '{close[0]}'?"
+                self.fail(
+                    f"{prefix}{key}",
+                    f"unknown key{hint_text} (known here: {', '.join(fields)})",
+                )
+                ok = False
+        values: dict[str, Any] = {}
+        for name, spec in fields.items():
+            where = f"{prefix}{name}"
+            if name not in raw:
+                required = (
+                    spec.default is dataclasses.MISSING
+                    and spec.default_factory is dataclasses.MISSING
+                )
+                if required:
+                    self.fail(where, "required key is missing")
+                    ok = False
+                continue
+            good, converted = self.value(hints[name], raw[name], where)
+            if good and converted is not None and spec.metadata.get("check") is not None:
+                problem = spec.metadata["check"](converted)
+                if problem is not None:
+                    self.fail(where, problem)
+                    good = False
+            if good:
+                values[name] = converted
+            ok = ok and good
+        if not ok:
+            return False, None
+        return True, cls(**values)
+
+
+def convert(cls: type[T], raw: object) -> tuple[T | None, list[str]]:
+    """Build `cls` from parsed YAML. Returns the object, or None and every problem found."""
+    converter = _Converter()
+    if not isinstance(raw, dict):
+        converter.fail("", f"expected a mapping of settings at the top, got {_describe(raw)}")
+        return None, converter.problems
+    _, result = converter.record(cls, raw, "")
+    if converter.problems:
+        return None, converter.problems
+    return typing.cast(T, result), []
+
+
+def describe_fields(cls: type[Any], path: str = "") -> list[tuple[str, str]]:
+    """Every key of the schema with its doc line, depth first: for docs and for checking the sample."""
+    rows: list[tuple[str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        where = f"{path}.{spec.name}" if path else spec.name
+        rows.append((where, str(spec.metadata.get("doc", ""))))
+        hint = hints[spec.name]
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            rows.extend(describe_fields(hint, where))
+    return rows
