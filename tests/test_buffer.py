@@ -1,0 +1,150 @@
+"""The durable buffer on a real SQLite file: numbering, bounds, deletion, re-stamping, damage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.buffer import Buffer, BufferError, CorruptBuffer, DiskFull, quarantine
+from agent.reading import Sample, Stamp
+
+SITE = "site-a"
+
+
+def _stamp(ts_ms: int = 1_800_000_000_000, mono_ms: int = 5_000, synced: bool = True) -> Stamp:
+    return Stamp(ts_ms=ts_ms, mono_ms=mono_ms, boot_id="boot-1", synced=synced)
+
+
+def _samples(n: int, metric: str = "latency.rtt_avg_ms") -> list[Sample]:
+    return [Sample(metric=metric, value=float(i), tags={"target": "1.1.1.1"}) for i in range(n)]
+
+
+def _open(path: Path, max_readings: int = 1000) -> Buffer:
+    return Buffer.open(path, site=SITE, max_readings=max_readings)
+
+
+def test_seq_is_strictly_increasing_and_survives_reopen(tmp_path: Path) -> None:
+    """seq continues after a restart and is never reused, even after deletions."""
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path)
+    first = buffer.append(_stamp(), _samples(3))
+    assert (first.first_seq, first.last_seq) == (1, 3)
+    buffer.delete([1, 2, 3])
+    buffer.close()
+    buffer = _open(path)
+    second = buffer.append(_stamp(), _samples(2))
+    assert (second.first_seq, second.last_seq) == (4, 5)
+    assert [r.seq for r in buffer.oldest(limit=10)] == [4, 5]
+    assert buffer.stats().last_seq == 5
+
+
+def test_readings_come_back_as_written(tmp_path: Path) -> None:
+    """Metric, value, tags and the clock evidence round-trip through the file."""
+    buffer = _open(tmp_path / "b.sqlite")
+    buffer.append(_stamp(synced=False), [Sample(metric="uptime.system_s", value=12.5, tags={})])
+    (reading,) = buffer.oldest(limit=5)
+    assert reading.metric == "uptime.system_s" and reading.value == 12.5
+    assert reading.tags == {} and reading.boot_id == "boot-1"
+    assert (reading.ts_ms, reading.mono_ms, reading.synced) == (1_800_000_000_000, 5_000, False)
+
+
+def test_the_bound_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    """Beyond max_readings the oldest rows go, and dropped_total says how many."""
+    buffer = _open(tmp_path / "b.sqlite", max_readings=10)
+    for _ in range(4):
+        buffer.append(_stamp(), _samples(4))
+    stats = buffer.stats()
+    assert stats.count == 10
+    assert stats.dropped_total == 6
+    assert [r.seq for r in buffer.oldest(limit=100)] == list(range(7, 17))
+    buffer.close()
+    assert _open(tmp_path / "b.sqlite", max_readings=10).stats().dropped_total == 6
+
+
+def test_oldest_pages_after_a_cursor_and_delete_counts(tmp_path: Path) -> None:
+    """Batches page by seq; delete removes exactly the acknowledged rows."""
+    buffer = _open(tmp_path / "b.sqlite")
+    buffer.append(_stamp(), _samples(10))
+    assert [r.seq for r in buffer.oldest(after_seq=3, limit=4)] == [4, 5, 6, 7]
+    assert buffer.delete([4, 5, 6, 7, 99]) == 4
+    assert buffer.stats().count == 6
+    assert buffer.stats().oldest_seq == 1
+
+
+def test_restamp_fixes_only_unsynced_readings_of_that_boot(tmp_path: Path) -> None:
+    """After the clock syncs, wall time = monotonic + offset for this boot's unsynced rows."""
+    buffer = _open(tmp_path / "b.sqlite")
+    buffer.append(_stamp(ts_ms=1000, mono_ms=2000, synced=False), _samples(1))
+    buffer.append(_stamp(ts_ms=1_800_000_000_000, mono_ms=3000, synced=True), _samples(1))
+    buffer.append(Stamp(ts_ms=500, mono_ms=100, boot_id="boot-0", synced=False), _samples(1))
+    assert buffer.restamp("boot-1", 1_799_999_990_000) == 1
+    by_seq = {r.seq: r for r in buffer.oldest(limit=10)}
+    assert by_seq[1].ts_ms == 1_799_999_992_000 and by_seq[1].synced
+    assert by_seq[2].ts_ms == 1_800_000_000_000
+    assert by_seq[3].ts_ms == 500 and not by_seq[3].synced
+
+
+def test_another_sites_buffer_is_refused(tmp_path: Path) -> None:
+    """A state_dir holding another site's readings is not silently mixed."""
+    _open(tmp_path / "b.sqlite").close()
+    with pytest.raises(BufferError, match="holds readings of site 'site-a'"):
+        Buffer.open(tmp_path / "b.sqlite", site="site-b", max_readings=10)
+
+
+def test_a_damaged_file_is_reported_as_corrupt_and_can_be_quarantined(tmp_path: Path) -> None:
+    """A file that is not a database raises CorruptBuffer; quarantine moves it aside."""
+    path = tmp_path / "b.sqlite"
+    path.write_bytes(b"this is not sqlite" * 500)
+    with pytest.raises(CorruptBuffer):
+        _open(path)
+    moved = quarantine(path, now=0)
+    assert moved.exists() and not path.exists()
+    assert _open(path).stats().count == 0
+
+
+def test_overwritten_pages_fail_the_integrity_check(tmp_path: Path) -> None:
+    """Garbage written into the middle of a real buffer is caught at open."""
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path, max_readings=100_000)
+    for _ in range(50):
+        buffer.append(_stamp(), _samples(100))
+    buffer.close()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 8 * 4096
+    data[3 * 4096 : 6 * 4096] = b"\xa5" * (3 * 4096)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptBuffer):
+        _open(path)
+
+
+def test_a_nearly_full_disk_refuses_the_round_before_writing(tmp_path: Path) -> None:
+    """Below the free-space floor append raises DiskFull and writes nothing."""
+    free = {"bytes": 10 * 1024 * 1024}
+    buffer = Buffer.open(
+        tmp_path / "b.sqlite",
+        site=SITE,
+        max_readings=100,
+        min_free_bytes=5 * 1024 * 1024,
+        free_bytes=lambda _p: free["bytes"],
+    )
+    buffer.append(_stamp(), _samples(2))
+    free["bytes"] = 1024
+    with pytest.raises(DiskFull):
+        buffer.append(_stamp(), _samples(2))
+    assert buffer.stats().count == 2
+    free["bytes"] = 10 * 1024 * 1024
+    assert buffer.append(_stamp(), _samples(1)).last_seq == 3
+
+
+def test_the_file_is_in_wal_mode(tmp_path: Path) -> None:
+    """The buffer file is really in WAL mode, so a reader never blocks a round."""
+    import sqlite3
+
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path)
+    buffer.append(_stamp(), _samples(1))
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    assert buffer.integrity_ok()
