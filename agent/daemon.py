@@ -1,0 +1,339 @@
+"""The agent's rounds: measure, stamp, commit to the buffer, ship, and keep the status file.
+
+`Agent` holds no loop of its own time: `round()` and `service()` are called by `run()` with the real
+clock, or by the simulator with a virtual one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from agent import __version__
+from agent.buffer import Appended, Buffer, BufferError
+from agent.clock import Clock
+from agent.mqtt_link import Acked, Connected, ConnectFailed, Disconnected, LinkEvent
+from agent.probes.base import Probe
+from agent.probes.uptime import BackhaulTracker
+from agent.reading import Sample, Stamp
+from agent.shipper import Shipper
+from agent.status import STATUS_FILE, write_json_atomic
+
+log = structlog.get_logger("agent")
+
+# Rounds kept in memory while the buffer cannot be written (disk full, card read-only).
+PENDING_ROUNDS_MAX = 120
+
+
+class EventSource(Protocol):
+    def next_event(self, timeout_s: float) -> LinkEvent | None: ...
+
+
+class Notify(Protocol):
+    """The part of the systemd notifier the loop uses."""
+
+    def ready(self, status: str | None = None) -> bool: ...
+
+    def watchdog(self) -> bool: ...
+
+    def status(self, text: str) -> bool: ...
+
+    def stopping(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundResult:
+    samples: int
+    appended: Appended | None
+    failed_probes: tuple[str, ...]
+
+
+def measure(probes: Sequence[Probe]) -> tuple[list[Sample], list[str]]:
+    """Run every probe; one that fails is logged and skipped so the others still count."""
+    samples: list[Sample] = []
+    failed: list[str] = []
+    for probe in probes:
+        try:
+            samples.extend(probe.collect())
+        except Exception as err:
+            failed.append(probe.name)
+            log.warning("probe_failed", probe=probe.name, error=str(err))
+    return samples, failed
+
+
+class Agent:
+    """One site's agent, built by the composition root with real or simulated parts."""
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        clock: Clock,
+        boot_id: str,
+        probes: Sequence[Probe],
+        buffer: Buffer,
+        shipper: Shipper,
+        events: EventSource,
+        state_dir: Path,
+        trust_wall_clock: bool = False,
+        start_samples: Sequence[Sample] = (),
+        config_digest: str = "",
+    ) -> None:
+        self.site = site
+        self._clock = clock
+        self._boot_id = boot_id
+        self._probes = probes
+        self.buffer = buffer
+        self.shipper = shipper
+        self._events = events
+        self._state_dir = state_dir
+        self._trust_wall_clock = trust_wall_clock
+        self._backhaul = BackhaulTracker(clock)
+        self._synced = False
+        self._pending: deque[tuple[Stamp, list[Sample]]] = deque()
+        self._pending_lost = 0
+        self._pending_lost_unrecorded = 0
+        self._refused_since: float | None = None
+        self._status_failing = False
+        self._last_alarm = 0.0
+        self._next_samples: list[Sample] = list(start_samples)
+        self._config_digest = config_digest
+        self._started_wall = clock.wall()
+        self.last_round_wall: float | None = None
+        self.last_buffer_error: str | None = None
+
+    # -- measuring ------------------------------------------------------------------------------
+    def stamp(self) -> Stamp:
+        synced = self._trust_wall_clock or self._clock.synced()
+        wall, mono = self._clock.wall(), self._clock.monotonic()
+        if synced and not self._synced:
+            self._synced = True
+            self._restamp(wall, mono)
+        return Stamp(
+            ts_ms=round(wall * 1000),
+            mono_ms=round(mono * 1000),
+            boot_id=self._boot_id,
+            synced=synced,
+        )
+
+    def _restamp(self, wall: float, mono: float) -> None:
+        offset_ms = round((wall - mono) * 1000)
+        try:
+            fixed = self.buffer.restamp(self._boot_id, offset_ms)
+        except BufferError as err:
+            log.error("restamp_failed", error=str(err))
+            return
+        if fixed:
+            log.info("clock_synced_readings_restamped", readings=fixed, offset_ms=offset_ms)
+
+    def round(self) -> RoundResult:
+        """Measure once and commit the round to the buffer in one transaction."""
+        samples, failed = measure(self._probes)
+        samples += self._backhaul.update(samples)
+        stamp = self.stamp()
+        stats = self.buffer.stats()
+        samples += self._next_samples
+        self._next_samples = []
+        samples += [
+            Sample(metric="buffer.backlog_readings", value=stats.count),
+            Sample(
+                metric="buffer.dropped_total",
+                value=stats.dropped_total + self._pending_lost_unrecorded,
+            ),
+            Sample(metric="publisher.rejected_total", value=self.shipper.stats.rejected_total),
+        ]
+        self._pending.append((stamp, samples))
+        appended = self._flush_pending()
+        self.last_round_wall = self._clock.wall()
+        return RoundResult(samples=len(samples), appended=appended, failed_probes=tuple(failed))
+
+    def _flush_pending(self) -> Appended | None:
+        """Commit waiting rounds oldest first. While the buffer refuses writes (disk full, card
+        read-only) rounds wait in memory, bounded; the office is alarmed on the event topic at once
+        and gets a durable event with the duration once the buffer takes writes again."""
+        last: Appended | None = None
+        while self._pending:
+            stamp, samples = self._pending[0]
+            try:
+                last = self.buffer.append(stamp, samples)
+            except BufferError as err:
+                self._buffer_refused(err)
+                return None
+            self._pending.popleft()
+            if last.dropped:
+                log.warning("buffer_full_dropped_oldest", dropped=last.dropped)
+        if self._refused_since is not None:
+            self._buffer_recovered()
+        return last
+
+    def _buffer_refused(self, err: BufferError) -> None:
+        now = self._clock.monotonic()
+        while len(self._pending) > PENDING_ROUNDS_MAX:
+            _, lost = self._pending.popleft()
+            self._pending_lost += len(lost)
+            self._pending_lost_unrecorded += len(lost)
+        first = self._refused_since is None
+        if first:
+            self._refused_since = now
+        self.last_buffer_error = str(err)
+        # Loud but not a flood: once at the start, then every ten minutes.
+        if first or now - self._last_alarm >= 600:
+            self._last_alarm = now
+            log.error(
+                "buffer_write_failed",
+                error=str(err),
+                pending_rounds=len(self._pending),
+                message="readings wait in memory; free space or fix the SD card",
+            )
+            self.shipper.alarm("buffer_unwritable", str(err), round(self._clock.wall() * 1000))
+
+    def _buffer_recovered(self) -> None:
+        assert self._refused_since is not None
+        duration = self._clock.monotonic() - self._refused_since
+        self._refused_since = None
+        self.last_buffer_error = None
+        log.info("buffer_write_recovered", after_s=round(duration, 1), lost=self._pending_lost)
+        try:
+            self.buffer.add_dropped(self._pending_lost_unrecorded)
+            self._pending_lost_unrecorded = 0
+        except BufferError as err:
+            log.warning("buffer_drop_count_not_saved", error=str(err))
+        self._next_samples.append(
+            Sample(metric="event.buffer_unwritable_s", value=round(duration, 1))
+        )
+
+    # -- shipping -------------------------------------------------------------------------------
+    def service(self, wait_s: float = 0.0, *, send: bool = True) -> int:
+        """Handle link events (waiting up to wait_s for the first), delete acknowledged rows and
+        send what the window allows. Return how many events were handled."""
+        handled = 0
+        event = self._events.next_event(wait_s)
+        while event is not None:
+            self.shipper.handle(event, mono=self._clock.monotonic(), wall=self._clock.wall())
+            self._log_link_event(event)
+            if not isinstance(event, Acked):
+                # The status file follows the broker state at once, not only at the next round.
+                self.write_status()
+            handled += 1
+            event = self._events.next_event(0)
+        try:
+            self.shipper.commit_acks()
+        except BufferError as err:
+            log.warning("buffer_delete_failed", error=str(err))
+        try:
+            if send:
+                self.shipper.pump(self._clock.monotonic())
+        except BufferError as err:
+            log.error("buffer_read_failed", error=str(err))
+        return handled
+
+    def _log_link_event(self, event: LinkEvent) -> None:
+        if isinstance(event, Connected):
+            log.info("broker_connected", backlog=self.buffer.stats().count)
+        elif isinstance(event, ConnectFailed):
+            log.warning(
+                "broker_unreachable",
+                reason=event.reason,
+                retry_in_s=round(event.retry_in_s, 1),
+                backlog=self.buffer.stats().count,
+                message="measuring on; readings wait on disk until the broker is back",
+            )
+        elif isinstance(event, Disconnected):
+            log.warning(
+                "broker_disconnected", reason=event.reason, retry_in_s=round(event.retry_in_s, 1)
+            )
+        elif not event.ok:
+            log.error("broker_rejected_message", reason=event.reason, mid=event.mid)
+
+    # -- status ---------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        stats = self.buffer.stats()
+        ship = self.shipper.stats
+        return {
+            "site": self.site,
+            "version": __version__,
+            "config": self._config_digest,
+            "pid": os.getpid(),
+            "boot_id": self._boot_id,
+            "started_at": self._started_wall,
+            "updated_at": self._clock.wall(),
+            "last_round_at": self.last_round_wall,
+            "last_ack_at": ship.last_ack_ts,
+            "broker_state": ship.broker_state,
+            "last_error": self.last_buffer_error or ship.last_error,
+            "backlog": stats.count,
+            "last_seq": stats.last_seq,
+            "oldest_unsent_ts_ms": stats.oldest_ts_ms,
+            "dropped_total": stats.dropped_total + self._pending_lost_unrecorded,
+            "pending_in_memory": sum(len(samples) for _, samples in self._pending),
+            "rejected_total": ship.rejected_total,
+            "readings_acked": ship.readings_acked,
+            "in_flight": self.shipper.in_flight,
+            "clock_synced": self._synced,
+        }
+
+    def write_status(self) -> None:
+        try:
+            write_json_atomic(self._state_dir / STATUS_FILE, self.status())
+        except OSError as err:
+            if not self._status_failing:
+                log.warning("status_write_failed", error=str(err))
+            self._status_failing = True
+        else:
+            self._status_failing = False
+
+    def status_line(self) -> str:
+        ship = self.shipper.stats
+        return f"broker {ship.broker_state}, backlog {self.buffer.stats().count} readings"
+
+
+def run_loop(
+    agent: Agent,
+    *,
+    clock: Clock,
+    interval_s: float,
+    should_stop: Callable[[], bool],
+    notifier: Notify,
+    watchdog_s: float | None,
+    healthy: Callable[[], bool] = lambda: True,
+) -> None:
+    """The daemon's main loop on the real clock: rounds on a fixed monotonic grid, events between."""
+    next_round = clock.monotonic()
+    first = True
+    while not should_stop():
+        now = clock.monotonic()
+        if now >= next_round:
+            agent.round()
+            agent.write_status()
+            if first:
+                notifier.ready(agent.status_line())
+                first = False
+            else:
+                notifier.status(agent.status_line())
+            # Stay on the grid; after an overrun skip the missed slots instead of bunching rounds.
+            missed = int((now - next_round) // interval_s)
+            next_round += (missed + 1) * interval_s
+        wait = max(0.0, min(next_round - clock.monotonic(), 1.0))
+        if watchdog_s is not None:
+            wait = min(wait, watchdog_s)
+        agent.service(wait)
+        # The watchdog hears from us only while the loop turns and the MQTT thread lives; if
+        # either is stuck, systemd restarts the service.
+        if healthy():
+            notifier.watchdog()
+    notifier.stopping()
+
+
+def drain_before_exit(agent: Agent, *, timeout_s: float) -> None:
+    """Give acknowledgements in flight a moment to arrive, so fewer readings are sent twice."""
+    deadline = time.monotonic() + timeout_s
+    while agent.shipper.in_flight and time.monotonic() < deadline:
+        agent.service(0.05, send=False)
+    agent.shipper.commit_acks()
