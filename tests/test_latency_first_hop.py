@@ -1,0 +1,44 @@
+"""The first hop as a latency target: `gateway` in latency.targets means the default route's next hop."""
+
+from pathlib import Path
+
+from agent.config import LatencyConfig
+from agent.probes.latency import LatencyProbe, default_gateway
+from simulator.measure_fakes import RecordingPinger
+
+ROUTES = Path(__file__).parent / "fixtures" / "route"
+
+
+def test_default_gateway_is_read_from_proc_net_route() -> None:
+    """The kernel's little-endian hex next hop of the 0.0.0.0/0 route is decoded."""
+    assert default_gateway(ROUTES / "default") == "192.168.8.1"
+    assert default_gateway(ROUTES / "none") is None
+    assert default_gateway(ROUTES / "missing") is None
+
+
+def test_gateway_word_is_replaced_by_the_first_hop_and_tagged() -> None:
+    """`gateway` is measured at the next hop's address, in its place, tagged hop=first."""
+    pinger = RecordingPinger(rtt_ms=2.0)
+    probe = LatencyProbe(
+        LatencyConfig(targets=("gateway", "1.1.1.1"), count=3),
+        pinger=pinger,
+        first_hop=lambda: default_gateway(ROUTES / "default"),
+    )
+    samples = probe.collect()
+    assert pinger.asked == [("192.168.8.1", "1.1.1.1")]
+    first = [s for s in samples if s.tags["target"] == "192.168.8.1"]
+    other = [s for s in samples if s.tags["target"] == "1.1.1.1"]
+    assert first and all(s.tags["hop"] == "first" for s in first)
+    assert other and all("hop" not in s.tags for s in other)
+
+
+def test_no_default_route_drops_the_first_hop_only() -> None:
+    """Without a default route the other targets are still measured."""
+    pinger = RecordingPinger()
+    probe = LatencyProbe(
+        LatencyConfig(targets=("gateway", "1.1.1.1")), pinger=pinger, first_hop=lambda: None
+    )
+    probe.collect()
+    assert pinger.asked == [("1.1.1.1",)]
+    alone = LatencyProbe(LatencyConfig(targets=("gateway",)), pinger=pinger, first_hop=lambda: None)
+    assert alone.collect() == []
