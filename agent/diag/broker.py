@@ -1,0 +1,196 @@
+"""Checks of the road to the broker, one layer at a time: TCP, then TLS, then the MQTT login.
+
+Each layer is tried only when the one below passed, so the first failing line is the one to fix. The
+login uses `{client_id}-diag`: the agent's own client id would make the broker throw the running daemon
+off its connection.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.clock import PLAUSIBLE_AFTER_S
+from agent.config import BrokerConfig, read_password
+from agent.diag.base import Arg, CheckResult, DiagInputs, Earlier, needs_config, result
+from agent.diag.system import utc_text
+
+# X509_V_ERR_* codes from OpenSSL's x509_vfy.h that a technician can act on.
+_NOT_YET_VALID, _EXPIRED = 9, 10
+_HOSTNAME_MISMATCH = 62
+_UNKNOWN_CA = {2, 18, 19, 20, 21}
+_AUTH_REFUSED = {134, 135}  # Bad user name or password, Not authorized (3.1.1's 4 and 5 map here)
+
+
+def _skipped(name: str, earlier: Earlier, below: str) -> CheckResult | None:
+    found = earlier.get(below)
+    if found is None or found.status == "pass":
+        return None
+    # Name the step that really failed, not one that was itself skipped.
+    first = found.args.get("below", below) if found.key == "broker.not_tried" else below
+    return result(name, "warn", "broker.not_tried", below=first)
+
+
+def _connect(inputs: DiagInputs, broker: BrokerConfig, budget_s: float) -> socket.socket | str:
+    """A TCP connection to the broker, or a message key saying why there is none."""
+    deadline = time.monotonic() + budget_s
+    found = inputs.resolver.lookup(broker.host, timeout_s=budget_s / 2)
+    if found.error is not None or not found.addresses:
+        return "broker_tcp.unresolved"
+    reason = "broker_tcp.timeout"
+    for address in found.addresses:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            return socket.create_connection((address, broker.port), timeout=left)
+        except ConnectionRefusedError:
+            reason = "broker_tcp.refused"
+        except TimeoutError:
+            reason = "broker_tcp.timeout"
+        except OSError:
+            reason = "broker_tcp.unreachable"
+    return reason
+
+
+def check_broker_tcp(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> CheckResult:
+    if inputs.config is None:
+        return needs_config("broker_tcp")
+    broker = inputs.config.broker
+    start = time.monotonic()
+    sock = _connect(inputs, broker, budget_s - 0.2)
+    args: dict[str, Arg] = {"host": broker.host, "port": broker.port}
+    if isinstance(sock, str):
+        return result("broker_tcp", "fail", sock, **args)
+    sock.close()
+    ms = round((time.monotonic() - start) * 1000)
+    return result("broker_tcp", "pass", "broker_tcp.ok", ms=ms, **args)
+
+
+def tls_context(broker: BrokerConfig) -> ssl.SSLContext:
+    """The same verification the agent does: on, always; at least TLS 1.2; the configured CA."""
+    ca = str(broker.ca_file) if broker.ca_file else None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if broker.cert_file is not None and broker.key_file is not None:
+        context.load_cert_chain(str(broker.cert_file), str(broker.key_file))
+    return context
+
+
+def check_broker_tls(inputs: DiagInputs, earlier: Earlier, budget_s: float) -> CheckResult:
+    name = "broker_tls"
+    if inputs.config is None:
+        return needs_config(name)
+    broker = inputs.config.broker
+    if not broker.tls:
+        return result(name, "pass", "broker_tls.not_used")
+    skipped = _skipped(name, earlier, "broker_tcp")
+    if skipped is not None:
+        return skipped
+    try:
+        context = tls_context(broker)
+    except (ssl.SSLError, OSError) as err:
+        return result(name, "fail", "broker_tls.local_files", error=str(err))
+    deadline = time.monotonic() + budget_s - 0.2
+    sock = _connect(inputs, broker, budget_s / 2)
+    if isinstance(sock, str):
+        return result(name, "fail", sock, host=broker.host, port=broker.port)
+    now = utc_text(inputs.clock.wall())
+    try:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        with context.wrap_socket(sock, server_hostname=broker.host) as tls:
+            version = tls.version() or "?"
+    except ssl.SSLCertVerificationError as err:
+        code = err.verify_code
+        if code in (_NOT_YET_VALID, _EXPIRED):
+            key = "broker_tls.not_yet_valid" if code == _NOT_YET_VALID else "broker_tls.expired"
+            if inputs.clock.wall() < PLAUSIBLE_AFTER_S:
+                key = "broker_tls.clock_wrong"
+            return result(name, "fail", key, now=now)
+        if code == _HOSTNAME_MISMATCH:
+            return result(name, "fail", "broker_tls.hostname", host=broker.host)
+        if code in _UNKNOWN_CA:
+            return result(name, "fail", "broker_tls.unknown_ca", ca=str(broker.ca_file or "system"))
+        return result(name, "fail", "broker_tls.verify", error=err.verify_message or str(err))
+    except TimeoutError:
+        return result(name, "fail", "broker_tls.timeout", host=broker.host)
+    except (ssl.SSLError, OSError) as err:
+        return result(name, "fail", "broker_tls.failed", error=str(err))
+    finally:
+        sock.close()
+    return result(name, "pass", "broker_tls.ok", version=version, host=broker.host, now=now)
+
+
+def _login(broker: BrokerConfig, client_id: str, budget_s: float) -> tuple[str, str]:
+    """Connect, wait for CONNACK, disconnect. Return (outcome, reason)."""
+    v5 = broker.protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else True,
+    )
+    client.connect_timeout = max(0.5, budget_s / 2)
+    if broker.username is not None:
+        client.username_pw_set(broker.username, read_password(broker))
+    if broker.tls:
+        client.tls_set_context(tls_context(broker))
+    answer: dict[str, ReasonCode] = {}
+    answered = threading.Event()
+
+    def on_connect(_c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
+        answer["rc"] = rc
+        answered.set()
+
+    client.on_connect = on_connect
+    deadline = time.monotonic() + budget_s
+    try:
+        client.connect(broker.host, broker.port, keepalive=max(10, broker.keepalive_s))
+    except (OSError, ValueError) as err:
+        return "unreachable", str(err)
+    try:
+        while not answered.is_set() and time.monotonic() < deadline:
+            if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+                break
+        rc = answer.get("rc")
+        if rc is None:
+            return ("no_answer", "") if time.monotonic() >= deadline else ("closed", "")
+        if not rc.is_failure:
+            client.disconnect()
+            client.loop(timeout=0.1)
+            return "ok", str(rc)
+        return ("auth" if rc.value in _AUTH_REFUSED else "refused"), str(rc)
+    finally:
+        sock = client.socket()
+        if sock is not None:
+            sock.close()
+
+
+def check_broker_mqtt(inputs: DiagInputs, earlier: Earlier, budget_s: float) -> CheckResult:
+    name = "broker_mqtt"
+    config = inputs.config
+    if config is None:
+        return needs_config(name)
+    skipped = _skipped(name, earlier, "broker_tls") or _skipped(name, earlier, "broker_tcp")
+    if skipped is not None:
+        return skipped
+    broker = config.broker
+    try:
+        outcome, reason = _login(broker, f"{config.client_id}-diag", budget_s - 0.3)
+    except OSError as err:
+        where = str(broker.password_file)
+        return result(name, "fail", "broker_mqtt.password_file", path=where, error=str(err))
+    args: dict[str, Arg] = {
+        "user": broker.username or "-",
+        "reason": reason,
+        "password_file": str(broker.password_file or "-"),
+    }
+    if outcome == "ok":
+        return result(name, "pass", "broker_mqtt.ok", **args)
+    return result(name, "fail", f"broker_mqtt.{outcome}", **args)

@@ -1,0 +1,186 @@
+"""Checks of the gateway itself: interfaces, default route, clock, disk, power, ICMP permission."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from agent.buffer import disk_free_bytes
+from agent.clock import PLAUSIBLE_AFTER_S
+from agent.diag.base import Arg, CheckResult, DiagInputs, Earlier, needs_config, result
+from agent.probes.ping import available_method
+
+_IFF_UP = 0x1
+_IFF_RUNNING = 0x40  # the kernel's "lower up": carrier present
+_RTF_UP = 0x1
+_RTF_REJECT = 0x200  # unreachable/prohibit routes the kernel lists for ::/0 on lo
+
+# Bits of the Pi firmware's get_throttled word: now, and "has happened since boot".
+_UNDER_VOLTAGE_NOW, _THROTTLED_NOW = 1 << 0, 1 << 2
+_CAPPED_NOW, _SOFT_TEMP_NOW = 1 << 1, 1 << 3
+_SINCE_BOOT = 0xF0000
+_FIRMWARE_NODE = "devices/platform/soc/soc:firmware/get_throttled"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def default_routes(proc: Path) -> list[tuple[str, str]]:
+    """(interface, gateway) of every usable default route, IPv4 first, from the reader's namespace."""
+    found: list[tuple[str, str]] = []
+    for line in (_read(proc / "net/route") or "").splitlines()[1:]:
+        cols = line.split()
+        default = len(cols) >= 8 and cols[1] == "00000000" and cols[7] == "00000000"
+        if default and int(cols[3], 16) & _RTF_UP:
+            gateway = socket.inet_ntoa(bytes.fromhex(cols[2])[::-1])
+            found.append((cols[0], gateway))
+    for line in (_read(proc / "net/ipv6_route") or "").splitlines():
+        cols = line.split()
+        if len(cols) == 10 and cols[0] == "0" * 32 and cols[1] == "00":
+            flags = int(cols[8], 16)
+            if flags & _RTF_UP and not flags & _RTF_REJECT and cols[9] != "lo":
+                gateway = socket.inet_ntop(socket.AF_INET6, bytes.fromhex(cols[4]))
+                found.append((cols[9], gateway))
+    return found
+
+
+def _iface_up(sys_root: Path, name: str) -> bool | None:
+    """True when up with carrier, False when down, None when there is no such interface."""
+    base = sys_root / "class/net" / name
+    flags = _read(base / "flags")
+    if flags is None:
+        return None
+    state = _read(base / "operstate")
+    running = bool(int(flags, 16) & _IFF_UP) and bool(int(flags, 16) & _IFF_RUNNING)
+    # Tunnels and PPP report "unknown" forever; their flags tell the truth.
+    return state == "up" or (state == "unknown" and running)
+
+
+def check_interfaces(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> CheckResult:
+    name = "interfaces"
+    wan = {iface for iface, _gw in default_routes(inputs.proc)}
+    configured = inputs.config.throughput.interfaces if inputs.config else ()
+    try:
+        names = configured or tuple(
+            sorted(n for n in os.listdir(inputs.sys / "class/net") if n != "lo")
+        )
+    except OSError:
+        names = ()
+    states = {n: _iface_up(inputs.sys, n) for n in names}
+    missing = [n for n, up in states.items() if up is None]
+    down = [n for n, up in states.items() if up is False]
+    up = [n for n, s in states.items() if s]
+    listing = ", ".join(f"{n}{' (WAN)' if n in wan else ''}" for n in up) or "-"
+    if missing and configured:
+        return result(name, "fail", "interfaces.missing", names=", ".join(missing))
+    if not up:
+        return result(name, "fail", "interfaces.none_up", names=", ".join(down) or "-")
+    if down and (configured or wan & set(down)):
+        return result(name, "fail", "interfaces.down", names=", ".join(down), up=listing)
+    if down:
+        return result(name, "warn", "interfaces.some_down", names=", ".join(down), up=listing)
+    return result(name, "pass", "interfaces.ok", up=listing)
+
+
+def check_route(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> CheckResult:
+    routes = default_routes(inputs.proc)
+    if not routes:
+        return result("route", "fail", "route.none")
+    iface, gateway = routes[0]
+    return result("route", "pass", "route.ok", iface=iface, gateway=gateway)
+
+
+def utc_text(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def check_clock(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> CheckResult:
+    wall = inputs.clock.wall()
+    if wall < PLAUSIBLE_AFTER_S:
+        return result("clock", "fail", "clock.implausible", now=utc_text(wall))
+    if not inputs.clock.synced():
+        return result("clock", "warn", "clock.unsynced", now=utc_text(wall))
+    return result("clock", "pass", "clock.ok", now=utc_text(wall))
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> CheckResult:
+    if inputs.config is None:
+        return needs_config("disk")
+    where = _existing_parent(inputs.config.state_dir)
+    try:
+        free = disk_free_bytes(where)
+        total = shutil.disk_usage(where).total
+    except OSError as err:
+        return result("disk", "fail", "disk.unreadable", path=str(where), error=str(err.strerror))
+    floor = int(inputs.config.buffer.min_free_mb * 1024 * 1024)
+    args: dict[str, Arg] = {
+        "path": str(where),
+        "free_mb": round(free / 2**20, 1),
+        "floor_mb": floor / 2**20,
+    }
+    if free < floor:
+        return result("disk", "fail", "disk.below_floor", **args)
+    if free < 2 * floor or free < total * 0.05:
+        return result("disk", "warn", "disk.low", **args)
+    if where == inputs.config.state_dir and not os.access(where, os.W_OK):
+        return result("disk", "fail", "disk.read_only", path=str(where))
+    return result("disk", "pass", "disk.ok", **args)
+
+
+def _throttled_word(inputs: DiagInputs, budget_s: float) -> int | None:
+    text = _read(inputs.sys / _FIRMWARE_NODE)
+    if text is None and inputs.vcgencmd is not None:
+        try:
+            done = subprocess.run(
+                [inputs.vcgencmd, "get_throttled"],
+                capture_output=True,
+                text=True,
+                timeout=max(0.5, budget_s - 0.5),
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        text = done.stdout.strip().partition("=")[2] if done.returncode == 0 else None
+    try:
+        return int(text, 16) if text else None
+    except ValueError:
+        return None
+
+
+def check_power(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> CheckResult:
+    word = _throttled_word(inputs, budget_s)
+    if word is None:
+        return result("power", "pass", "power.not_pi")
+    flags = f"0x{word:x}"
+    if word & _UNDER_VOLTAGE_NOW:
+        return result("power", "fail", "power.under_voltage_now", flags=flags)
+    if word & _THROTTLED_NOW:
+        return result("power", "fail", "power.throttled_now", flags=flags)
+    if word & (_SINCE_BOOT | _CAPPED_NOW | _SOFT_TEMP_NOW):
+        return result("power", "warn", "power.since_boot", flags=flags)
+    return result("power", "pass", "power.ok", flags=flags)
+
+
+def check_icmp(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> CheckResult:
+    method = available_method("auto")
+    groups = " ".join((_read(inputs.proc / "sys/net/ipv4/ping_group_range") or "?").split())
+    wanted = inputs.config.latency.method if inputs.config else "auto"
+    if method != "tcp":
+        return result("icmp", "pass", "icmp.ok", method=method, groups=groups)
+    if wanted == "icmp":
+        return result("icmp", "fail", "icmp.required", groups=groups)
+    return result("icmp", "warn", "icmp.tcp_fallback", groups=groups)
