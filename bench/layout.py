@@ -1,0 +1,193 @@
+"""Experiments that show where the bytes go, to choose improvements by number:
+
+- payload layouts for the same realistic rounds: today's zlib JSON per round, a columnar batch
+  (series listed once, seqs and times delta-coded), the same with the series table sent once per
+  connection and referred to by digest, and that batched over 10 rounds;
+- disk writes per reading split by cause: the round's append, the delete after PUBACK, the
+  status.json rewrite; and what folding the delete into the next round's commit would save.
+Disk figures come from a child process's /proc/self/io, with the buffer on the real disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.payload import encode_telemetry
+from agent.reading import Reading
+from bench import samples
+from bench.child import PREFIX, SITE
+from bench.table import Row, info
+
+TOPIC_BYTES = len(f"{PREFIX}/{SITE}/telemetry")
+
+
+def _readings(base: list[samples.Sample], rounds: int) -> list[list[Reading]]:
+    out, seq = [], 0
+    for stamp, round_samples in samples.rounds(base, rounds, start_ms=1_772_400_000_000):
+        batch = []
+        for sample in round_samples:
+            seq += 1
+            batch.append(Reading(seq=seq, metric=sample.metric, value=sample.value,
+                                 tags=sample.tags, ts_ms=stamp.ts_ms, mono_ms=stamp.mono_ms,
+                                 boot_id=stamp.boot_id, synced=stamp.synced))  # fmt: skip
+        out.append(batch)
+    return out
+
+
+def _series(readings: Sequence[Reading]) -> list[list[Any]]:
+    seen: dict[tuple[str, str], int] = {}
+    for r in readings:
+        seen.setdefault((r.metric, json.dumps(dict(sorted(r.tags.items())))), len(seen))
+    return [[m, json.loads(t)] for m, t in seen]
+
+
+def columnar(site: str, rounds: Sequence[Sequence[Reading]], *, table_digest: bool) -> bytes:
+    """One message for several rounds: per round the time delta and the values in series order;
+    seqs are implicit (first seq + position), the boot and sync flag once."""
+    flat = [r for batch in rounds for r in batch]
+    series = _series(flat)
+    digest = hashlib.sha256(json.dumps(series).encode()).hexdigest()[:8]
+    body: dict[str, Any] = {
+        "schema": 2, "site": site, "boot": flat[0].boot_id, "seq0": flat[0].seq,
+        "ts0": rounds[0][0].ts_ms, "mono0": rounds[0][0].mono_ms, "synced": flat[0].synced,
+        "series": digest if table_digest else series,
+        "rounds": [[batch[0].ts_ms - rounds[0][0].ts_ms,
+                    [round(r.value, 6) if r.value != int(r.value) else int(r.value)
+                     for r in batch]] for batch in rounds],
+    }  # fmt: skip
+    return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 9)
+
+
+def payload_rows(base: list[samples.Sample]) -> list[Row]:
+    rounds = _readings(base, 60)
+    count = sum(len(b) for b in rounds)
+
+    def per_reading(messages: list[bytes]) -> float:
+        return (sum(len(m) for m in messages) + TOPIC_BYTES * len(messages)) / count
+
+    today = [encode_telemetry(SITE, batch) for batch in rounds]
+    col = [columnar(SITE, [b], table_digest=False) for b in rounds]
+    ref = [columnar(SITE, [b], table_digest=True) for b in rounds]
+    ref10 = [columnar(SITE, rounds[i : i + 10], table_digest=True) for i in range(0, 60, 10)]
+    return [
+        info("layout: today's zlib JSON, one message per round", per_reading(today), "B/reading"),
+        info("layout: columnar, series listed per message", per_reading(col), "B/reading"),
+        info("layout: columnar, series table by digest", per_reading(ref), "B/reading"),
+        info("layout: columnar by digest, 10 rounds per message", per_reading(ref10), "B/reading"),
+    ]
+
+
+def disk_mix(state: Path, rounds: int) -> dict[str, float]:
+    """Write `rounds` rounds as the daemon does, counting write_bytes per cause."""
+    from agent.buffer import Buffer  # noqa: PLC0415
+    from agent.status import write_json_atomic  # noqa: PLC0415
+
+    def written() -> int:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+        return 0
+
+    base = samples.template(state / "template")
+    buffer = Buffer.open(state / "buffer.sqlite", site=SITE, max_readings=1_000_000)
+    status = {"site": SITE, "backlog": 0, "broker_state": "connected", "pad": "x" * 600}
+    cost = {"append": 0, "delete": 0, "status": 0}
+    readings = 0
+    for stamp, round_samples in samples.rounds(base, rounds, start_ms=1_772_400_000_000):
+        before = written()
+        buffer.append(stamp, round_samples)
+        cost["append"] += written() - before
+        before = written()
+        sent = buffer.oldest(limit=500)
+        buffer.delete(r.seq for r in sent)
+        cost["delete"] += written() - before
+        before = written()
+        write_json_atomic(state / "status.json", status)
+        cost["status"] += written() - before
+        readings += len(round_samples)
+    buffer.close()
+    out = {key: value / readings for key, value in cost.items()}
+    for name, page in (("fold4096", 4096), ("fold1024", 1024)):
+        out[name] = _folded(state / f"{name}.sqlite", base, rounds, page, written) / readings
+    return out
+
+
+def _folded(
+    path: Path, base: list[samples.Sample], rounds: int, page_size: int, written: Any
+) -> int:
+    """The same rounds with one commit per round: the previous round's acknowledged rows are
+    deleted in the transaction that appends the new one (still WAL, synchronous=FULL)."""
+    import sqlite3  # noqa: PLC0415
+
+    from agent.buffer import _SCHEMA  # noqa: PLC0415 - the very tables the agent uses
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA page_size={page_size}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(_SCHEMA)
+    conn.execute("INSERT INTO meta VALUES ('count', 0)")
+    series: dict[tuple[str, str], int] = {}
+    total = 0
+    for stamp, round_samples in samples.rounds(base, rounds, start_ms=1_772_400_000_000):
+        before = written()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("DELETE FROM readings")  # what the broker acknowledged since the last round
+        rows = []
+        for s in round_samples:
+            key = (s.metric, json.dumps(dict(sorted(s.tags.items()))))
+            if key not in series:
+                conn.execute("INSERT INTO series (metric, tags) VALUES (?, ?)", key)
+                series[key] = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+            rows.append((series[key], s.value, stamp.ts_ms, stamp.mono_ms, 1, 1))
+        conn.executemany("INSERT INTO readings (series, value, ts_ms, mono_ms, boot, clock) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", rows)  # fmt: skip
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'count'", (len(rows),))
+        conn.execute("COMMIT")
+        total += written() - before
+    conn.close()
+    return total
+
+
+def measure(root: Path, payloads: list[tuple[str, bytes]], *, quick: bool) -> list[Row]:
+    del payloads  # the experiment makes its own rounds, so it runs without the steady section
+    root.mkdir(parents=True, exist_ok=True)
+    rows = payload_rows(samples.template(root / "template"))
+    rounds = 300 if quick else 1000
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.layout", str(root / "disk"), str(rounds)],
+        capture_output=True, text=True, check=True, timeout=600,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    mix = json.loads(done.stdout.strip().splitlines()[-1])
+    total = mix["append"] + mix["delete"] + mix["status"]
+    rows += [
+        info(
+            f"disk mix ({rounds} rounds, in-process): B/reading append / delete / status",
+            f"{mix['append']:.0f} / {mix['delete']:.0f} / {mix['status']:.0f} = {total:.0f}",
+            "",
+        ),
+        info(
+            "  disk: one commit per round (delete folded in), page 4096 / 1024",
+            f"{mix['fold4096']:.0f} / {mix['fold1024']:.0f}",
+            "B/reading",
+        ),
+        info("  disk mix: took", time.monotonic() - started, "s"),
+    ]
+    return rows
+
+
+if __name__ == "__main__":
+    from agent import logs
+
+    logs.configure("error", stream=sys.stderr)
+    print(json.dumps(disk_mix(Path(sys.argv[1]), int(sys.argv[2]))))
