@@ -104,6 +104,15 @@ def hold_state_lock(state_dir: Path) -> TextIO | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Handlers first: a SIGTERM while the buffer opens or the probes are built must still end in
+    # a clean stop (the loop sees the flag at once), not in death by signal with no marker.
+    stop = {"now": False}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     config = _load(Path(args.config))
     logs.configure(config.log.level)
     clock = SystemClock()
@@ -147,13 +156,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         buffer=buffer,
         start_samples=start_samples,
     )
-    stop = {"now": False}
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     backlog = buffer.stats().count
     log.info(
         "agent_started",

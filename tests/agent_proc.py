@@ -124,11 +124,15 @@ class AgentProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def status(self) -> dict[str, Any]:
+        """This process's status file, or {} until it wrote one: a file left by an earlier
+        process in the same state_dir does not count."""
         try:
             data = json.loads((self.state_dir / "status.json").read_text())
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict) or self._proc is None or data.get("pid") != self._proc.pid:
+            return {}
+        return data
 
     def wait_status(self, key: str, predicate: Any, timeout_s: float = 15.0) -> dict[str, Any]:
         """Wait until status.json's `key` satisfies predicate; return the status."""
