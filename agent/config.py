@@ -7,7 +7,7 @@ import re
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -280,8 +280,18 @@ def _secret_problems(path: Path, key: str) -> list[str]:
     return []
 
 
-def _file_problems(config: Config) -> list[str]:
-    broker = config.broker
+def _resolve_broker(base: Path, broker: BrokerConfig) -> BrokerConfig:
+    return replace(
+        broker,
+        password_file=_resolve(base, broker.password_file),
+        ca_file=_resolve(base, broker.ca_file),
+        cert_file=_resolve(base, broker.cert_file),
+        key_file=_resolve(base, broker.key_file),
+    )
+
+
+def _broker_problems(broker: BrokerConfig) -> list[str]:
+    """What is wrong with the broker section as a whole: missing files, open secrets, mismatches."""
     problems: list[str] = []
     for key, path in (("broker.ca_file", broker.ca_file), ("broker.cert_file", broker.cert_file)):
         if path is not None and not path.is_file():
@@ -302,36 +312,74 @@ def _file_problems(config: Config) -> list[str]:
         problems.append("At 'broker.username': a password_file is set but no username")
     if broker.reconnect_min_s > broker.reconnect_max_s:
         problems.append("At 'broker.reconnect_min_s': must not exceed broker.reconnect_max_s")
+    return problems
+
+
+def _file_problems(config: Config) -> list[str]:
+    problems = _broker_problems(config.broker)
     if config.speedtest.enabled and config.speedtest.url_download is None:
         problems.append("At 'speedtest.url_download': speed tests are enabled but have no URL")
     return problems
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that notes repeated keys: YAML keeps the last silently, and a technician who
+    added `interval_s` twice would not know which one the agent runs with."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool):
+                continue  # SafeLoader itself rejects unhashable keys, with their line
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                self.duplicates.append(
+                    f"At line {line}: key '{key}' appears twice in one section; keep one of them"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> tuple[object, list[str]]:
+    """The parsed document and its repeated keys. Raise yaml.YAMLError for text that is not YAML."""
+    loader = _StrictLoader(text)  # reads the first bytes already: may raise on a bad character
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
+
+
 def parse_config(text: str, file: Path) -> Config:
     """Parse and validate config text. Raise ConfigError listing every problem found."""
     try:
-        raw = yaml.safe_load(text)
+        raw, duplicates = _load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(err, "problem", None) or str(err)
         raise ConfigError(file, [f"{where}not valid YAML ({reason})"]) from err
     config, problems = convert(Config, raw)
-    if config is None:
-        raise ConfigError(file, problems)
+    problems = duplicates + problems
     base = file.parent
-    broker = replace(
-        config.broker,
-        password_file=_resolve(base, config.broker.password_file),
-        ca_file=_resolve(base, config.broker.ca_file),
-        cert_file=_resolve(base, config.broker.cert_file),
-        key_file=_resolve(base, config.broker.key_file),
-    )
+    if config is None:
+        # Every problem at once: a wrong type elsewhere must not hide a missing CA file, or the
+        # technician fixes one line, restarts, and meets the next error on the next visit.
+        if isinstance(raw, dict):
+            broker_only, broker_errors = convert(BrokerConfig, raw.get("broker"))
+            if broker_only is not None and not broker_errors:
+                problems += _broker_problems(_resolve_broker(base, broker_only))
+        raise ConfigError(file, problems)
+    broker = _resolve_broker(base, config.broker)
     lan = replace(config.lan, leases_file=_resolve(base, config.lan.leases_file))
     config = replace(
         config, broker=broker, lan=lan, state_dir=_resolve(base, config.state_dir) or base
     )
-    problems = _file_problems(config)
+    problems += _file_problems(config)
     if problems:
         raise ConfigError(file, problems)
     return config

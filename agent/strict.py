@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -95,7 +96,8 @@ class _Converter:
                 return True, raw
             self.fail(path, f"expected a whole number, got {_describe(raw)}")
         elif hint is float:
-            if isinstance(raw, int | float) and not isinstance(raw, bool):
+            # YAML reads `.inf` and `.nan` as numbers; no interval or limit means either.
+            if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
                 return True, float(raw)
             self.fail(path, f"expected a number, got {_describe(raw)}")
         elif hint is str:

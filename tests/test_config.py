@@ -85,6 +85,33 @@ def test_every_problem_is_reported_at_once_with_its_path(tmp_path: Path) -> None
     assert str(tmp_path / "agent.yaml") in caught.value.render()
 
 
+def test_file_problems_are_reported_beside_type_errors(tmp_path: Path) -> None:
+    """A wrong type elsewhere does not hide a missing CA file: both come in one report."""
+    text = (
+        "site_id: a\nstate_dir: s\ninterval_s: fast\n"
+        "broker:\n  url: mqtts://h:8883\n  topic_prefix: p\n  ca_file: missing-ca.crt\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "agent.yaml")
+    problems = caught.value.problems
+    assert any(p.startswith("At 'interval_s'") for p in problems), problems
+    assert f"At 'broker.ca_file': no such file {tmp_path / 'missing-ca.crt'}" in problems
+
+
+def test_repeated_keys_and_infinite_numbers_are_errors(tmp_path: Path) -> None:
+    """YAML would keep the last of two equal keys silently, and reads .inf as a number."""
+    text = (
+        "site_id: a\nstate_dir: s\ninterval_s: .inf\n"
+        "broker:\n  url: mqtt://h\n  topic_prefix: p\n  keepalive_s: 30\n  keepalive_s: 60\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "agent.yaml")
+    problems = caught.value.problems
+    assert "At line 8: key 'keepalive_s' appears twice in one section; keep one of them" in problems
+    assert any(p.startswith("At 'interval_s': expected a number") for p in problems), problems
+    assert len(problems) == 2, problems
+
+
 def test_missing_required_keys_are_named(tmp_path: Path) -> None:
     """An empty broker section names both of its required keys."""
     with pytest.raises(ConfigError) as caught:
