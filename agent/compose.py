@@ -38,13 +38,16 @@ from agent.probes.throughput import ThroughputProbe
 from agent.probes.uptime import UptimeProbe
 from agent.reading import Sample
 from agent.shipper import Link, Shipper
+from agent.speedtest import HttpTransport
 from agent.status import STATUS_FILE, read_json
+from agent.stopping import Stopping
 
 log = structlog.get_logger("agent")
 
 BUFFER_FILE = "buffer.sqlite"
 
-ProbeFactory = Callable[[Config, Clock], Probe]
+# The stop request goes to the probes that may block for long (the speed test).
+ProbeFactory = Callable[[Config, Clock, Stopping | None], Probe]
 
 
 def dns_probe(config: Config) -> DnsProbe:
@@ -60,7 +63,9 @@ def dns_probe(config: Config) -> DnsProbe:
     return DnsProbe(names, server=dns.server, port=dns.port, timeout_s=dns.timeout_s)
 
 
-def speedtest_probe(config: Config, clock: Clock) -> SpeedtestProbe:
+def speedtest_probe(
+    config: Config, clock: Clock, stopping: Stopping | None = None
+) -> SpeedtestProbe:
     test = config.speedtest
     budget = DataBudget(
         config.state_dir / LEDGER_FILE,
@@ -68,26 +73,32 @@ def speedtest_probe(config: Config, clock: Clock) -> SpeedtestProbe:
         per_month_bytes=int(test.budget_mb_per_month * MB),
     )
     return SpeedtestProbe(
-        test, site_id=config.site_id, clock=clock, budget=budget, lan_interface=config.lan.interface
+        test,
+        site_id=config.site_id,
+        clock=clock,
+        budget=budget,
+        lan_interface=config.lan.interface,
+        transport=HttpTransport(stopping=stopping),
     )
 
 
 # One name per probe everywhere: registry key, config key, metric prefix.
 PROBES: Mapping[str, ProbeFactory] = {
-    "throughput": lambda c, clock: ThroughputProbe(clock, interfaces=c.throughput.interfaces),
-    "latency": lambda c, clock: LatencyProbe(c.latency),
-    "uptime": lambda c, clock: UptimeProbe(clock),
-    "system": lambda c, clock: SystemProbe(disk_path=c.state_dir),
-    "dns": lambda c, clock: dns_probe(c),
-    "clients": lambda c, clock: ClientsProbe(
+    "throughput": lambda c, clock, _: ThroughputProbe(clock, interfaces=c.throughput.interfaces),
+    "latency": lambda c, clock, _: LatencyProbe(c.latency),
+    "uptime": lambda c, clock, _: UptimeProbe(clock),
+    "system": lambda c, clock, _: SystemProbe(disk_path=c.state_dir),
+    "dns": lambda c, clock, _: dns_probe(c),
+    "clients": lambda c, clock, _: ClientsProbe(
         c.lan.interface, wall=clock.wall, leases_file=c.lan.leases_file
     ),
+    # The only probe that may run for many seconds: it stops early when the agent is stopping.
     "speedtest": speedtest_probe,
 }
 
 
-def build_probes(config: Config, clock: Clock) -> list[Probe]:
-    return [factory(config, clock) for factory in PROBES.values()]
+def build_probes(config: Config, clock: Clock, stopping: Stopping | None = None) -> list[Probe]:
+    return [factory(config, clock, stopping) for factory in PROBES.values()]
 
 
 def open_buffer(

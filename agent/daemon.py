@@ -55,11 +55,17 @@ class RoundResult:
     failed_probes: tuple[str, ...]
 
 
-def measure(probes: Sequence[Probe]) -> tuple[list[Sample], list[str]]:
-    """Run every probe; one that fails is logged and skipped so the others still count."""
+def measure(
+    probes: Sequence[Probe], should_stop: Callable[[], bool] = lambda: False
+) -> tuple[list[Sample], list[str]]:
+    """Run every probe; one that fails is logged and skipped so the others still count. When the
+    agent is stopping, the probes not yet run are left out: what was measured is still kept."""
     samples: list[Sample] = []
     failed: list[str] = []
     for probe in probes:
+        if should_stop():
+            log.info("round_cut_short", skipped_from=probe.name, reason="stopping")
+            break
         try:
             samples.extend(probe.collect())
         except Exception as err:
@@ -133,9 +139,9 @@ class Agent:
         if fixed:
             log.info("clock_synced_readings_restamped", readings=fixed, offset_ms=offset_ms)
 
-    def round(self) -> RoundResult:
+    def round(self, should_stop: Callable[[], bool] = lambda: False) -> RoundResult:
         """Measure once and commit the round to the buffer in one transaction."""
-        samples, failed = measure(self._probes)
+        samples, failed = measure(self._probes, should_stop)
         samples += self._backhaul.update(samples)
         stamp = self.stamp()
         stats = self.buffer.stats()
@@ -310,7 +316,7 @@ def run_loop(
     while not should_stop():
         now = clock.monotonic()
         if now >= next_round:
-            agent.round()
+            agent.round(should_stop)
             agent.write_status()
             if first:
                 notifier.ready(agent.status_line())

@@ -11,6 +11,7 @@ crosses the metered link.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import math
 import socket
@@ -22,9 +23,13 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from agent.stopping import Stopping
+
 Direction = Literal["download", "upload"]
 
 CHUNK = 64 * 1024
+# A test cut short by a stop measured nothing worth a rate; it still cost what crossed the link.
+STOPPED = "stopped: the agent is shutting down"
 # Worst case used for reservations: 66 header bytes (Ethernet, IPv4, TCP with timestamps) per
 # data segment of ~1360-1448 bytes, plus an ACK for every segment the other way: under 10 %.
 OVERHEAD_RATIO = 0.10
@@ -98,8 +103,12 @@ def _unread_window(sock: socket.socket) -> int:
 class HttpTransport:
     """Real transfers over http.client; `timeout_s` bounds every blocking socket call."""
 
-    def __init__(self, *, context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, *, context: ssl.SSLContext | None = None, stopping: Stopping | None = None
+    ) -> None:
         self._context = context or ssl.create_default_context()
+        # SIGTERM must end the agent within seconds; a test may have up to max_seconds to run.
+        self._stopping = stopping or Stopping()
 
     def _connect(self, url: str, timeout_s: float) -> tuple[http.client.HTTPConnection, str]:
         parts = urlsplit(url)
@@ -122,11 +131,18 @@ class HttpTransport:
     ) -> Transfer:
         conn: http.client.HTTPConnection | None = None
         started = time.perf_counter()
+
+        def cut_short() -> None:
+            if conn is not None and conn.sock is not None:
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+
         try:
-            conn, path = self._connect(url, timeout_s=max_seconds)
-            if direction == "download":
-                return self._download(conn, path, max_bytes, max_seconds)
-            return self._upload(conn, path, max_bytes, max_seconds, started)
+            with self._stopping.interrupts(cut_short):
+                conn, path = self._connect(url, timeout_s=max_seconds)
+                if direction == "download":
+                    return self._download(conn, path, max_bytes, max_seconds)
+                return self._upload(conn, path, max_bytes, max_seconds, started)
         except (OSError, http.client.HTTPException, ValueError) as err:
             cost = tcp_cost(conn.sock) if conn is not None and conn.sock is not None else None
             return Transfer(
@@ -134,7 +150,7 @@ class HttpTransport:
                 body_bytes=0,
                 seconds=0.0,
                 cost_bytes=cost if cost is not None else PER_CONNECTION_BYTES,
-                error=f"{type(err).__name__}: {err}",
+                error=STOPPED if self._stopping() else f"{type(err).__name__}: {err}",
             )
         finally:
             if conn is not None:
@@ -155,14 +171,14 @@ class HttpTransport:
         first_at = last_at = 0.0
         body = first_size = 0
         complete = False
-        while (left := deadline - time.perf_counter()) > 0:
+        while (left := deadline - time.perf_counter()) > 0 and not self._stopping():
             sock.settimeout(left)
             try:
                 data = response.read1(CHUNK)
             except TimeoutError:
                 break  # the time limit fell while waiting for data: the normal end of a slow test
             if not data:
-                complete = True
+                complete = not self._stopping()  # a stop shuts the socket: EOF, but not the end
                 break
             last_at = time.perf_counter()
             if not first_at:
@@ -179,6 +195,7 @@ class HttpTransport:
             body_bytes=body - first_size,
             seconds=last_at - first_at,
             cost_bytes=cost,
+            error=STOPPED if not complete and self._stopping() else None,
         )
 
     def _upload(
@@ -198,7 +215,7 @@ class HttpTransport:
         def chunks() -> Iterator[bytes]:
             nonlocal sent, began
             began = time.perf_counter()
-            while sent < max_bytes and time.perf_counter() < deadline:
+            while sent < max_bytes and time.perf_counter() < deadline and not self._stopping():
                 piece = block[: min(CHUNK, max_bytes - sent)]
                 sent += len(piece)
                 yield piece
@@ -218,4 +235,5 @@ class HttpTransport:
             body_bytes=sent,
             seconds=finished - (began or started),
             cost_bytes=cost if cost is not None else wire_bytes(sent),
+            error=STOPPED if sent < max_bytes and self._stopping() else None,
         )
