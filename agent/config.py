@@ -129,10 +129,14 @@ class BrokerConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LatencyConfig:
     targets: tuple[str, ...] = field(
-        default=("1.1.1.1",),
+        default=("gateway", "1.1.1.1"),
         metadata=meta("addresses or names to measure round trips to; gateway: the first hop"),
     )
-    count: int = field(default=5, metadata=meta("probes per target per round", _positive))
+    count: int = field(default=10, metadata=meta("probes per target per round", _positive))
+    loss_window: int = field(
+        default=100,
+        metadata=meta("loss_window_percent covers this many last probes; >= count", _positive),
+    )
     interval_s: float = field(default=0.2, metadata=meta("gap between probes", _positive))
     timeout_s: float = field(
         default=2.0, metadata=meta("a reply later than this is lost", _positive)
@@ -317,6 +321,12 @@ def _broker_problems(broker: BrokerConfig) -> list[str]:
 
 def _file_problems(config: Config) -> list[str]:
     problems = _broker_problems(config.broker)
+    if config.latency.loss_window < config.latency.count:
+        # A window shorter than one round would say less than the round's own loss_percent.
+        problems.append(
+            f"At 'latency.loss_window': must be at least latency.count ({config.latency.count}),"
+            f" got {config.latency.loss_window}"
+        )
     if config.speedtest.enabled and config.speedtest.url_download is None:
         problems.append("At 'speedtest.url_download': speed tests are enabled but have no URL")
     return problems

@@ -31,6 +31,10 @@ from simulator.fakes import LAN, FakeCounters, FakeDisk, FakeNeighbours, FakePin
 from simulator.gated_link import GatedLink
 from simulator.scenario import Scenario, agent_config
 
+# The simulated site's modem (TEST-NET-1): `gateway` in latency.targets is this address, answered by
+# the fake pinger like any target, instead of the host's own /proc/net/route.
+FIRST_HOP = "192.0.2.1"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayResult:
@@ -142,7 +146,7 @@ class Gateway:
             ThroughputProbe(
                 self.clock, interfaces=self.config.throughput.interfaces, source=counters
             ),
-            LatencyProbe(self.config.latency, pinger=pinger),
+            LatencyProbe(self.config.latency, pinger=pinger, first_hop=lambda: FIRST_HOP),
             UptimeProbe(self.clock, system_uptime=self.clock.monotonic),
             SystemProbe(
                 disk_path=self.config.state_dir,

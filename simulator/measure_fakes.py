@@ -111,3 +111,27 @@ class RecordingPinger:
             )
             for target in config.targets
         ]
+
+
+@dataclass(slots=True)
+class LossyPinger:
+    """Answers every target in `rtt_ms` except, in round n, the first `lost[n]` of its probes
+    (the last entry repeats once the list runs out)."""
+
+    lost: tuple[int, ...]
+    rtt_ms: float = 10.0
+    rounds: int = 0
+
+    def __call__(self, config: LatencyConfig) -> list[PingResult]:
+        lost = min(self.lost[min(self.rounds, len(self.lost) - 1)], config.count)
+        self.rounds += 1
+        return [
+            PingResult(
+                target=target,
+                address=target,
+                method="icmp-raw",
+                sent=config.count,
+                rtts_ms=(self.rtt_ms,) * (config.count - lost),
+            )
+            for target in config.targets
+        ]

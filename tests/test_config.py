@@ -48,7 +48,8 @@ def test_the_sample_config_loads() -> None:
     assert config.broker.url == "mqtts://collector.example.id:8883"
     assert config.broker.tls and config.broker.port == 8883
     assert config.broker.topic_prefix == "desa/v1/kaltim"
-    assert config.latency.targets == ("1.1.1.1", "collector.example.id")
+    assert config.latency.targets == ("gateway", "1.1.1.1", "collector.example.id")
+    assert (config.latency.count, config.latency.loss_window) == (10, 100)
 
 
 def test_every_schema_key_is_documented_in_the_sample() -> None:

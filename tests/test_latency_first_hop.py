@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from agent.config import LatencyConfig
-from agent.probes.latency import LatencyProbe, default_gateway
+from agent.probes.latency import LatencyProbe, default_gateway, with_first_hop
 from simulator.measure_fakes import RecordingPinger
 
 ROUTES = Path(__file__).parent / "fixtures" / "route"
@@ -42,3 +42,15 @@ def test_no_default_route_drops_the_first_hop_only() -> None:
     assert pinger.asked == [("1.1.1.1",)]
     alone = LatencyProbe(LatencyConfig(targets=("gateway",)), pinger=pinger, first_hop=lambda: None)
     assert alone.collect() == []
+
+
+def test_the_gateway_word_becomes_the_first_hop_address_in_place() -> None:
+    """diag and the probe share one expansion: in place, once, and dropped with no route."""
+    targets = ("1.1.1.1", "gateway", "example.id")
+    assert with_first_hop(targets, lambda: "192.0.2.1") == (
+        ("1.1.1.1", "192.0.2.1", "example.id"),
+        "192.0.2.1",
+    )
+    assert with_first_hop(targets, lambda: None) == (("1.1.1.1", "example.id"), None)
+    assert with_first_hop(("192.0.2.1", "gateway"), lambda: "192.0.2.1")[0] == ("192.0.2.1",)
+    assert with_first_hop(("1.1.1.1",), lambda: "192.0.2.1") == (("1.1.1.1",), None)

@@ -6,6 +6,7 @@ import ipaddress
 from pathlib import Path
 
 from agent.diag.base import CheckResult, DiagInputs, Earlier, needs_config, result
+from agent.probes.latency import FIRST_HOP, with_first_hop
 from agent.probes.ping import ping_round
 
 _RESOLV_CONF = Path("/etc/resolv.conf")
@@ -31,6 +32,7 @@ def check_dns(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> CheckRe
     if inputs.config is None:
         return needs_config("dns")
     names = [inputs.config.broker.host, *inputs.config.latency.targets]
+    names = [n for n in names if n != FIRST_HOP]  # an address from the routing table, not a name
     names = list(dict.fromkeys(n for n in names if not is_address(n)))
     servers = ", ".join(nameservers()) or "-"
     if not names:
@@ -55,12 +57,13 @@ def check_latency(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> Che
     if inputs.config is None:
         return needs_config("latency")
     latency = inputs.config.latency
-    if not latency.targets:
+    targets, _hop = with_first_hop(latency.targets)
+    if not targets:
         return result("latency", "warn", "latency.no_targets")
     # Three probes are enough to tell "answers" from "silent" and keep the round inside the budget.
     timeout_s = max(0.5, min(latency.timeout_s, budget_s - 0.6))
     rounds = ping_round(
-        latency.targets,
+        targets,
         count=3,
         interval_s=0.2,
         timeout_s=timeout_s,
