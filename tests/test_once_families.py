@@ -52,6 +52,9 @@ def test_once_covers_every_family_and_the_speedtest_on_request(tmp_path: Path) -
         config = _config(tmp_path, dns.port, sink.port)
         plain = _once(config)
         assert sink.counts.served == 0
+        # once stores nothing: no buffer, no status file (and it never connects to a broker).
+        assert not (tmp_path / "state" / "buffer.sqlite").exists()
+        assert not (tmp_path / "state" / "status.json").exists()
         tested = _once(config, "--speedtest")
         served = sink.counts.served
     families = {str(r["metric"]).split(".")[0] for r in plain}
