@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import re
+import select
 import subprocess
 import sys
 import time
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_proc import write_config
+from agent_proc import AgentProcess, write_config
 from certs import Pki, make_ca
 from mqtt_broker import Broker, BrokerFactory, TlsSetup
+from netns_rig import start_in_far
 
 from agent.buffer import Buffer
 from agent.diag import TOTAL_BUDGET_S, exit_code, inputs_from_file, run_checks
@@ -27,6 +30,7 @@ from agent.diag.messages import LANGS, MESSAGES, TITLES, choose_lang, words
 from agent.reading import Sample, Stamp
 from agent.status import STATUS_FILE, write_json_atomic
 from simulator.clock import Timeline, VirtualClock
+from simulator.icmp_responder import DropPlan
 from simulator.netlab import FAR_ADDR, Lab, netns_available
 
 REPO = Path(__file__).resolve().parent.parent
@@ -308,6 +312,39 @@ def test_service_check_needs_a_fresh_status_from_a_live_pid(tmp_path: Path) -> N
     assert _statuses(_run(inputs, "service"))["service"] == ("fail", "service.stale")
 
 
+def test_service_check_passes_for_a_running_agent_and_fails_once_it_stopped(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """The real daemon running: pass with its pid and broker state; after SIGTERM: stopped."""
+    config = _config(tmp_path, broker.url())
+    inputs = inputs_from_file(config)
+    with AgentProcess(config) as agent:
+        agent.wait_status("broker_state", lambda state: state == "connected")
+        found = _run(inputs, "service")["service"]
+        assert (found.status, found.key) == ("pass", "service.running"), agent.log()
+        assert found.args["pid"] == str(agent.pid)
+        assert found.args["broker"] == "connected"
+        assert f"pid {agent.pid}" in words(found, "id")[0]
+        assert agent.terminate() == 0
+    found = _run(inputs, "service")["service"]
+    assert (found.status, found.key) == ("fail", "service.stopped")
+    assert found.args["pid"] == str(agent.pid)
+    assert "TIDAK berjalan" in words(found, "id")[0]
+
+
+def test_service_check_fails_after_the_agent_was_killed(tmp_path: Path, broker: Broker) -> None:
+    """A crashed daemon (SIGKILL: no clean stop marker, its status file left behind) is stopped."""
+    config = _config(tmp_path, broker.url())
+    inputs = inputs_from_file(config)
+    with AgentProcess(config) as agent:
+        agent.wait_status("last_round_at", lambda at: at is not None)
+        assert _statuses(_run(inputs, "service"))["service"] == ("pass", "service.running")
+        agent.kill()
+    found = _run(inputs, "service")["service"]
+    assert (found.status, found.key) == ("fail", "service.stopped")
+    assert found.args["pid"] == str(agent.pid)
+
+
 def test_icmp_check_passes_as_root(tmp_path: Path) -> None:
     """With CAP_NET_RAW (root) ping is permitted."""
     if os.geteuid() != 0:
@@ -317,8 +354,11 @@ def test_icmp_check_passes_as_root(tmp_path: Path) -> None:
 
 
 # -- namespaces: route, interfaces, DNS, ICMP, the whole run's time limit --------------------------
-def _diag_in(lab: Lab, config: Path, *prefix: str) -> tuple[int, dict[str, Any], float]:
+def _diag_in(
+    lab: Lab, config: Path, *prefix: str, lang: str = "en"
+) -> tuple[int, dict[str, Any], float]:
     argv = [*prefix, sys.executable, "-m", "agent", "diag", "--json", "--config", str(config)]
+    argv += ["--lang", lang]
     start = time.monotonic()
     done = lab.run("gw", argv, check=False, timeout=60)
     elapsed = time.monotonic() - start
@@ -328,6 +368,10 @@ def _diag_in(lab: Lab, config: Path, *prefix: str) -> tuple[int, dict[str, Any],
 
 def _by_name(report: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {c["name"]: (c["status"], c["key"]) for c in report["checks"]}
+
+
+def _checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in report["checks"]}
 
 
 needs_netns = pytest.mark.skipif(not netns_available()[0], reason=netns_available()[1])
@@ -379,6 +423,106 @@ def test_namespace_without_default_route_fails_the_route_check(tmp_path: Path, l
     found = _by_name(_diag_in(lab, config)[1])
     assert found["route"] == ("pass", "route.ok")
     assert found["interfaces"] == ("pass", "interfaces.ok")
+
+
+def _wait_operstate(lab: Lab, iface: str, state: str, timeout_s: float = 5.0) -> None:
+    # The kernel's link-watch may take up to a second to report a new carrier.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        shown = lab.run("gw", ["ip", "-j", "link", "show", "dev", iface])
+        if json.loads(shown.stdout)[0].get("operstate") == state:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{iface} never reached operstate {state}")
+
+
+@pytest.mark.netns
+@needs_netns
+def test_a_down_hotspot_interface_fails_the_interfaces_check(tmp_path: Path, lab: Lab) -> None:
+    """lan.interface down fails even with the WAN up, counted or not; up it passes; absent it fails."""
+    gw = lab.names["gw"]
+    # The hotspot side: a veth pair inside the gateway namespace, both ends down as created.
+    subprocess.run(
+        ["ip", "-n", gw, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0-ap"],
+        check=True,
+    )
+    lan = {"lan": {"interface": "lan0"}}
+    url = f"mqtt://{FAR_ADDR}:1883"
+    every = _config(tmp_path / "every", url, extra=lan)
+    wan_only = _config(
+        tmp_path / "wan-only", url, extra={**lan, "throughput": {"interfaces": ["veth-gw"]}}
+    )
+    for config in (every, wan_only):
+        check = _checks(_diag_in(lab, config)[1])["interfaces"]
+        assert (check["status"], check["key"]) == ("fail", "interfaces.lan_down"), config
+        assert "Hotspot lan0" in check["detail"] and "veth-gw" in check["detail"]
+        assert "ip link set lan0 up" in check["advice"]
+    for iface in ("lan0", "lan0-ap"):
+        lab.run("gw", ["ip", "link", "set", iface, "up"])
+    _wait_operstate(lab, "lan0", "UP")
+    for config in (every, wan_only):
+        check = _checks(_diag_in(lab, config)[1])["interfaces"]
+        assert (check["status"], check["key"]) == ("pass", "interfaces.ok"), config
+        assert "lan0 (LAN)" in check["detail"]
+    absent = _config(tmp_path / "absent", url, extra={"lan": {"interface": "wlan9"}})
+    check = _checks(_diag_in(lab, absent, lang="id")[1])["interfaces"]
+    assert (check["status"], check["key"]) == ("fail", "interfaces.lan_missing")
+    assert "hotspot wlan9" in check["detail"]
+
+
+@pytest.mark.netns
+@needs_netns
+def test_latency_check_passes_against_a_target_that_answers(tmp_path: Path, lab: Lab) -> None:
+    """The ICMP responder answering after 40 ms passes, with that round trip; losing some warns."""
+    config = _config(
+        tmp_path, f"mqtt://{FAR_ADDR}:1883", extra={"latency": {"targets": [FAR_ADDR]}}
+    )
+    with lab.start_responder(delay_ms=40) as responder:
+        check = _checks(_diag_in(lab, config)[1])["latency"]
+        counts = responder.stop()
+    assert (check["status"], check["key"]) == ("pass", "latency.ok"), check
+    seen = re.search(rf"{re.escape(FAR_ADDR)} (\d+) ms 0%", check["detail"])
+    assert seen is not None, check["detail"]
+    assert 38 <= float(seen[1]) < 500, check["detail"]  # the responder's 40 ms, not the kernel's 0
+    assert counts["answered"] >= 3
+    # A seed whose first three requests lose one or two: some answers, some lost.
+    seed = next(s for s in range(100) if 0 < sum(_first_drops(0.5, s, 3)) < 3)
+    with lab.start_responder(delay_ms=10, loss=0.5, seed=seed):
+        check = _checks(_diag_in(lab, config)[1])["latency"]
+    assert (check["status"], check["key"]) == ("warn", "latency.some_loss"), check
+
+
+def _first_drops(loss: float, seed: int, n: int) -> list[bool]:
+    plan = DropPlan(loss, seed)
+    return [plan.drop() for _ in range(n)]
+
+
+@pytest.mark.netns
+@needs_netns
+def test_dns_check_passes_against_a_resolver_that_answers(
+    tmp_path: Path, lab: Lab, netns_etc: Path
+) -> None:
+    """A real resolver (simulator.dns_responder) answers: pass, and the broker is tried at the
+    address it gave; the same resolver answering NXDOMAIN fails with that reason."""
+    (netns_etc / "resolv.conf").write_text(f"nameserver {FAR_ADDR}\n")
+    # The name is in no hosts file the gateway reads: only the resolver can answer it.
+    (netns_etc / "hosts").write_text("127.0.0.1 localhost\n")
+    config = _config(tmp_path, "mqtt://collector.desa.test:1883")
+    resolver = [sys.executable, "-m", "simulator.dns_responder", "--host", FAR_ADDR, "--port"]
+    resolver += ["53", "--address", FAR_ADDR]
+    answering = start_in_far(lab, resolver)
+    found = _checks(_diag_in(lab, config)[1])
+    assert (found["dns"]["status"], found["dns"]["key"]) == ("pass", "dns.ok"), found["dns"]
+    assert "collector.desa.test" in found["dns"]["detail"]
+    assert FAR_ADDR in found["dns"]["detail"]  # the server it read from resolv.conf
+    # Refused, not unresolved: the connection went to the answered address, where nothing listens.
+    assert found["broker_tcp"]["key"] == "broker_tcp.refused"
+    answering.terminate()
+    answering.wait(10)
+    start_in_far(lab, [*resolver, "--mode", "nxdomain"])
+    found = _checks(_diag_in(lab, config)[1])
+    assert (found["dns"]["status"], found["dns"]["key"]) == ("fail", "dns.nxdomain")
+    assert found["broker_tcp"]["key"] == "broker_tcp.unresolved"
 
 
 @pytest.mark.netns
@@ -472,6 +616,68 @@ def test_cli_prints_the_checklist_in_indonesian_and_english(tmp_path: Path, brok
     for check in report["checks"]:
         assert {"name", "status", "detail", "advice"} <= set(check)
         assert check["status"] in ("pass", "warn", "fail")
+
+
+def _read_until(fd: int, seen: bytearray, wanted: bytes | None, timeout_s: float) -> bool:
+    """Append what the terminal shows to `seen` until `wanted` is in it (True), or until the
+    program closed the terminal (True when `wanted` is None), or the time is up (False)."""
+    deadline = time.monotonic() + timeout_s
+    while wanted is None or wanted not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return False
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: every copy of the terminal side is closed, the program ended
+            chunk = b""
+        if not chunk:
+            return wanted is None
+        seen += chunk
+    return True
+
+
+def test_a_terminal_sees_each_check_in_progress(tmp_path: Path, broker: Broker) -> None:
+    """On a pty each check shows "[ ... ] title ..." while it runs, replaced in place by its result."""
+    config = _config(tmp_path, broker.url())
+    broker.pause()  # the login check waits its whole limit: long enough to look at the terminal
+    controller, terminal = pty.openpty()
+    try:
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "agent", "diag", "--lang", "id", "--config", str(config)],
+                stdin=terminal,
+                stdout=terminal,
+                stderr=terminal,
+                cwd=REPO,
+                env={**os.environ, "TERM": "xterm"},
+            )
+        finally:
+            os.close(terminal)  # the child holds its copy; its exit then ends our reads
+        try:
+            seen = bytearray()
+            waiting = f"[ ... ] {TITLES['broker_mqtt']['id']}".encode()
+            assert _read_until(controller, seen, waiting, 20), bytes(seen)
+            # The mark is on screen while the check still runs, its result not yet written over it.
+            assert proc.poll() is None
+            assert b"\r\x1b[2K" not in seen[seen.index(waiting) :]
+            assert _read_until(controller, seen, None, 30), bytes(seen)
+            assert proc.wait(10) == 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    finally:
+        broker.resume()
+        os.close(controller)
+    text = bytes(seen).decode()
+    for spec in CHECKS:
+        title = TITLES[spec.name]["id"]
+        # Its progress line, then the terminal line is cleared and the result written over it.
+        assert re.search(
+            rf"\[ \.\.\. \] {re.escape(title)} +\.\.\.\r\x1b\[2K\[.{{5}}\] {re.escape(title)}", text
+        ), title
+    assert "[GAGAL] Broker: login MQTT" in text
+    assert "Hasil:" in text
 
 
 def test_exit_codes_zero_one_and_78(tmp_path: Path, broker: Broker) -> None:

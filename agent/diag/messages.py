@@ -98,6 +98,26 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
             "Check throughput.interfaces against: ip link",
         ),
     },
+    "interfaces.lan_missing": {
+        "id": (
+            "Antarmuka hotspot {lan} (lan.interface) tidak ada di gateway ini.",
+            "Cek nama di lan.interface (perintah: ip link); colok ulang adaptor WiFi/LAN-nya.",
+        ),
+        "en": (
+            "The hotspot interface {lan} (lan.interface) does not exist here.",
+            "Check lan.interface against: ip link; reseat the WiFi/LAN adapter.",
+        ),
+    },
+    "interfaces.lan_down": {
+        "id": (
+            "Hotspot {lan} MATI: warga tidak bisa terhubung. Aktif: {up}.",
+            "Cek access point/kabel LAN dan lampunya; lalu: ip link set {lan} up",
+        ),
+        "en": (
+            "Hotspot {lan} is DOWN: nobody in the village can connect. Up: {up}.",
+            "Check the access point/LAN cable and its lights; then: ip link set {lan} up",
+        ),
+    },
     "interfaces.none_up": {
         "id": (
             "Tidak ada antarmuka yang aktif (mati: {names}).",

@@ -65,24 +65,34 @@ def _iface_up(sys_root: Path, name: str) -> bool | None:
 
 
 def check_interfaces(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> CheckResult:
+    """Every counted interface up; the hotspot's LAN interface (`lan.interface`) always counts, and
+    down or missing it fails whatever else is up: without it nobody in the village gets online."""
     name = "interfaces"
     wan = {iface for iface, _gw in default_routes(inputs.proc)}
     configured = inputs.config.throughput.interfaces if inputs.config else ()
+    lan = inputs.config.lan.interface if inputs.config else None
     try:
         names = configured or tuple(
             sorted(n for n in os.listdir(inputs.sys / "class/net") if n != "lo")
         )
     except OSError:
         names = ()
+    if lan is not None and lan not in names:
+        names = (*names, lan)
     states = {n: _iface_up(inputs.sys, n) for n in names}
-    missing = [n for n, up in states.items() if up is None]
+    missing = [n for n, up in states.items() if up is None and n != lan]
     down = [n for n, up in states.items() if up is False]
     up = [n for n, s in states.items() if s]
-    listing = ", ".join(f"{n}{' (WAN)' if n in wan else ''}" for n in up) or "-"
+    roles = {n: " (WAN)" if n in wan else " (LAN)" if n == lan else "" for n in names}
+    listing = ", ".join(f"{n}{roles[n]}" for n in up) or "-"
+    if lan is not None and states[lan] is None:
+        return result(name, "fail", "interfaces.lan_missing", lan=lan)
     if missing and configured:
         return result(name, "fail", "interfaces.missing", names=", ".join(missing))
     if not up:
         return result(name, "fail", "interfaces.none_up", names=", ".join(down) or "-")
+    if lan is not None and states[lan] is False:
+        return result(name, "fail", "interfaces.lan_down", lan=lan, up=listing)
     if down and (configured or wan & set(down)):
         return result(name, "fail", "interfaces.down", names=", ".join(down), up=listing)
     if down:
