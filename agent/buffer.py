@@ -201,13 +201,18 @@ class Buffer:
             self._boots_by_id[found] = boot_id
         return found
 
-    def append(self, stamp: Stamp, samples: Sequence[Sample]) -> Appended:
-        """Append one round of samples in one transaction, numbering them.
+    def append(
+        self, stamp: Stamp, samples: Sequence[Sample], *, delete: Iterable[int] = ()
+    ) -> Appended:
+        """Append one round of samples in one transaction, numbering them, and in the same
+        transaction delete the acknowledged seqs in `delete`.
 
         Returns the seqs assigned and how many old readings were dropped to respect the bound.
-        Raise BufferError if the database cannot be written (disk full, read-only).
+        Raise BufferError if the database cannot be written (disk full, read-only); then nothing
+        was appended nor deleted.
         """
         if not samples:
+            self.delete(delete)
             return Appended(first_seq=None, last_seq=None, dropped=0)
         if self._min_free:
             try:
@@ -221,8 +226,14 @@ class Buffer:
                     "free some space on the SD card: readings wait in memory meanwhile"
                 )
         clock = CLOCK_SYNCED if stamp.synced else CLOCK_UNSYNCED
+        ranges = _ranges(delete)
         try:
             with self._tx():
+                # One commit per round, not one for the round and one per acknowledgement: each
+                # commit rewrites whole pages and fsyncs, and that is what wears the SD card.
+                before = self._conn.total_changes
+                self._conn.executemany("DELETE FROM readings WHERE seq BETWEEN ? AND ?", ranges)
+                gone = self._conn.total_changes - before
                 boot = self._boot_id(stamp.boot_id)
                 rows = [
                     (
@@ -241,7 +252,7 @@ class Buffer:
                     rows,
                 )
                 last = int(self._conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-                count = self._count + len(rows)
+                count = self._count - gone + len(rows)
                 dropped = max(0, count - self._max)
                 if dropped:
                     self._conn.execute(

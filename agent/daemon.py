@@ -148,7 +148,7 @@ class Agent:
         samples += self._next_samples
         self._next_samples = []
         samples += [
-            Sample(metric="buffer.backlog_readings", value=stats.count),
+            Sample(metric="buffer.backlog_readings", value=self.backlog()),
             Sample(
                 metric="buffer.dropped_total",
                 value=stats.dropped_total + self._pending_lost_unrecorded,
@@ -168,10 +168,11 @@ class Agent:
         while self._pending:
             stamp, samples = self._pending[0]
             try:
-                last = self.buffer.append(stamp, samples)
+                last = self.buffer.append(stamp, samples, delete=self.shipper.acked)
             except BufferError as err:
                 self._buffer_refused(err)
                 return None
+            self.shipper.acks_committed()
             self._pending.popleft()
             if last.dropped:
                 log.warning("buffer_full_dropped_oldest", dropped=last.dropped)
@@ -230,7 +231,9 @@ class Agent:
             handled += 1
             event = self._events.next_event(0)
         try:
-            self.shipper.commit_acks()
+            # While the buffer refuses appends (disk full) deletes are what frees it: at once.
+            if self.shipper.acks_due() or (self._refused_since is not None and self.shipper.acked):
+                self.shipper.commit_acks()
         except BufferError as err:
             log.warning("buffer_delete_failed", error=str(err))
         try:
@@ -242,13 +245,13 @@ class Agent:
 
     def _log_link_event(self, event: LinkEvent) -> None:
         if isinstance(event, Connected):
-            log.info("broker_connected", backlog=self.buffer.stats().count)
+            log.info("broker_connected", backlog=self.backlog())
         elif isinstance(event, ConnectFailed):
             log.warning(
                 "broker_unreachable",
                 reason=event.reason,
                 retry_in_s=round(event.retry_in_s, 1),
-                backlog=self.buffer.stats().count,
+                backlog=self.backlog(),
                 message="measuring on; readings wait on disk until the broker is back",
             )
         elif isinstance(event, Disconnected):
@@ -274,7 +277,7 @@ class Agent:
             "last_ack_at": ship.last_ack_ts,
             "broker_state": ship.broker_state,
             "last_error": self.last_buffer_error or ship.last_error,
-            "backlog": stats.count,
+            "backlog": stats.count - len(self.shipper.acked),
             "last_seq": stats.last_seq,
             "oldest_unsent_ts_ms": stats.oldest_ts_ms,
             "dropped_total": stats.dropped_total + self._pending_lost_unrecorded,
@@ -284,6 +287,10 @@ class Agent:
             "in_flight": self.shipper.in_flight,
             "clock_synced": self._synced,
         }
+
+    def backlog(self) -> int:
+        """Readings not yet acknowledged by the broker."""
+        return self.buffer.stats().count - len(self.shipper.acked)
 
     def write_status(self) -> None:
         try:
@@ -297,7 +304,7 @@ class Agent:
 
     def status_line(self) -> str:
         ship = self.shipper.stats
-        return f"broker {ship.broker_state}, backlog {self.buffer.stats().count} readings"
+        return f"broker {ship.broker_state}, backlog {self.backlog()} readings"
 
 
 def run_loop(
@@ -342,4 +349,8 @@ def drain_before_exit(agent: Agent, *, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while agent.shipper.in_flight and time.monotonic() < deadline:
         agent.service(0.05, send=False)
-    agent.shipper.commit_acks()
+    try:
+        agent.shipper.commit_acks()
+    except BufferError as err:
+        # A card gone read-only: the rows stay in the file and go again after the restart.
+        log.warning("buffer_delete_failed", error=str(err))

@@ -8,12 +8,11 @@ never lose.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.buffer import Buffer, BufferError
+from agent.buffer import Buffer
 from agent.mqtt_link import Acked, Connected, ConnectFailed, Disconnected, LinkEvent
 from agent.payload import encode_telemetry
 
@@ -77,12 +76,32 @@ class Shipper:
         self._flights: dict[tuple[int, int], _Flight] = {}
         self._cursor = 0  # every row with seq <= cursor is in flight or was acknowledged
         self._held_until = 0.0  # after a rejection, wait before sending again
-        self._acked: list[int] = []
+        self._acked: list[int] = []  # acknowledged, still in the buffer until the next commit
+        self._acked_messages = 0
         self.stats = ShipperStats()
 
     @property
     def in_flight(self) -> int:
         return len(self._flights)
+
+    @property
+    def acked(self) -> tuple[int, ...]:
+        """Seqs the broker acknowledged that are still in the buffer: the next round's commit
+        deletes them (Buffer.append(delete=...)), then call acks_committed()."""
+        return tuple(self._acked)
+
+    def acks_committed(self) -> None:
+        self._acked = []
+        self._acked_messages = 0
+
+    def acks_due(self) -> bool:
+        """Whether acknowledged rows must be deleted now rather than with the next round.
+
+        Rows acknowledged but not yet deleted are sent again after a crash, like rows in flight;
+        keeping both together within the in-flight window keeps that bound on duplicates. In
+        steady state (one message a round) deletes wait for the round; a backlog drain deletes
+        as it goes."""
+        return bool(self._acked) and self._acked_messages + len(self._flights) >= self._window
 
     def handle(self, event: LinkEvent, *, mono: float, wall: float) -> None:
         """Apply one event from the link (main thread only). `mono` schedules, `wall` reports."""
@@ -92,6 +111,7 @@ class Shipper:
                 return  # the birth message, or a flight voided by a reconnect
             if event.ok:
                 self._acked.extend(flight.seqs)
+                self._acked_messages += 1
                 self.stats.messages_acked += 1
                 self.stats.readings_acked += len(flight.seqs)
                 self.stats.last_ack_ts = wall
@@ -127,7 +147,7 @@ class Shipper:
         if not self._acked:
             return 0
         gone = self._buffer.delete(self._acked)
-        self._acked = []
+        self.acks_committed()
         return gone
 
     def alarm(self, kind: str, detail: str, ts_ms: int) -> bool:
@@ -145,11 +165,8 @@ class Shipper:
         while (
             self._link.connected and now >= self._held_until and len(self._flights) < self._window
         ):
-            # Acknowledged rows are deleted first, so they are not read and sent again; rows the
-            # card would not let us delete are skipped instead.
-            if self._acked:
-                with contextlib.suppress(BufferError):
-                    self.commit_acks()
+            # Acknowledged rows still in the buffer (their delete waits for the next commit, or
+            # the card refused it) are skipped, not sent again.
             done = set(self._acked)
             readings = self._buffer.oldest(
                 after_seq=self._cursor, limit=self._batch_max + len(done)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agent.compose import build_agent, build_link, open_buffer
 from agent.config import Config
-from agent.daemon import Agent
+from agent.daemon import Agent, drain_before_exit
 from agent.probes.base import Probe
 from agent.probes.clients import ClientsProbe
 from agent.probes.latency import LatencyProbe
@@ -232,7 +232,7 @@ class Gateway:
             self._link.set_reachable(True)
 
     def backlog(self) -> int:
-        return 0 if self.agent is None else self.agent.buffer.stats().count
+        return 0 if self.agent is None else self.agent.backlog()
 
     def finish(self) -> GatewayResult:
         """Stop cleanly (status written, offline said) and report what the gateway knows."""
@@ -240,6 +240,7 @@ class Gateway:
             self.restore()
         agent, link = self.agent, self._link
         assert agent is not None and link is not None
+        drain_before_exit(agent, timeout_s=1.0)  # the daemon's own stop: acked rows are deleted
         agent.write_status()
         stats = agent.buffer.stats()
         dropped_in_memory = self._dropped_in_memory + self._memory_losses(agent)

@@ -72,6 +72,36 @@ def test_oldest_pages_after_a_cursor_and_delete_counts(tmp_path: Path) -> None:
     assert buffer.stats().oldest_seq == 1
 
 
+def test_append_deletes_acknowledged_rows_in_the_same_commit(tmp_path: Path) -> None:
+    """One transaction a round: the new rows go in and the acknowledged ones out, count exact."""
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path, max_readings=10)
+    buffer.append(_stamp(), _samples(8))
+    appended = buffer.append(_stamp(), _samples(4), delete=[1, 2, 3, 4, 5, 99])
+    assert (appended.first_seq, appended.last_seq, appended.dropped) == (9, 12, 0)
+    assert [r.seq for r in buffer.oldest(limit=100)] == [6, 7, 8, 9, 10, 11, 12]
+    assert buffer.stats().count == 7
+    buffer.close()
+    assert _open(path).stats().count == 7  # the persisted count agrees
+
+
+def test_a_refused_append_deletes_nothing_either(tmp_path: Path) -> None:
+    """Disk below its floor: neither the round nor the deletes happen, so the caller keeps both."""
+    free = {"bytes": 10**9}
+    buffer = Buffer.open(
+        tmp_path / "b.sqlite",
+        site=SITE,
+        max_readings=100,
+        min_free_bytes=1024 * 1024,
+        free_bytes=lambda _path: free["bytes"],
+    )
+    buffer.append(_stamp(), _samples(3))
+    free["bytes"] = 1024
+    with pytest.raises(DiskFull):
+        buffer.append(_stamp(), _samples(3), delete=[1, 2])
+    assert [r.seq for r in buffer.oldest(limit=10)] == [1, 2, 3]
+
+
 def test_restamp_fixes_only_unsynced_readings_of_that_boot(tmp_path: Path) -> None:
     """After the clock syncs, wall time = monotonic + offset for this boot's unsynced rows."""
     buffer = _open(tmp_path / "b.sqlite")

@@ -1,0 +1,108 @@
+"""The shipper between the real buffer and a link: acks that beat publish(), deferred deletes."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from agent.buffer import Buffer
+from agent.mqtt_link import Acked, LinkEvent
+from agent.reading import Sample, Stamp
+from agent.shipper import Shipper
+
+SITE = "site-a"
+WINDOW = 4
+
+
+class InstantLink:
+    """A link whose broker answers faster than publish() returns, as paho's network thread can on
+    loopback: the PUBACK event exists before the shipper has recorded the flight."""
+
+    def __init__(self, *, ok: bool = True) -> None:
+        self.connected = True
+        self.events: deque[LinkEvent] = deque()
+        self.sent: list[bytes] = []
+        self._ok = ok
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> tuple[int, int]:
+        self.sent.append(payload)
+        mid = len(self.sent)
+        self.events.append(Acked(1, mid, self._ok, "Success" if self._ok else "Not authorized"))
+        return (1, mid)
+
+
+def _setup(tmp_path: Path, link: InstantLink, rounds: int) -> tuple[Buffer, Shipper]:
+    buffer = Buffer.open(tmp_path / "b.sqlite", site=SITE, max_readings=1000)
+    stamp = Stamp(ts_ms=1_800_000_000_000, mono_ms=1, boot_id="boot-1", synced=True)
+    for _ in range(rounds):
+        buffer.append(stamp, [Sample(metric="uptime.system_s", value=1.0)] * 5)
+    shipper = Shipper(
+        buffer, link, site=SITE, topic="p/site-a/telemetry", batch_max=5, window=WINDOW,
+        compress=True,
+    )  # fmt: skip
+    return buffer, shipper
+
+
+def _handle_all(shipper: Shipper, link: InstantLink) -> None:
+    while link.events:
+        shipper.handle(link.events.popleft(), mono=0.0, wall=0.0)
+
+
+def test_an_ack_that_arrives_before_publish_returns_still_counts(tmp_path: Path) -> None:
+    """The event waits in the queue until the flight is recorded; no ack is lost to the race."""
+    link = InstantLink()
+    buffer, shipper = _setup(tmp_path, link, rounds=1)
+    assert shipper.pump(0.0) == 1
+    _handle_all(shipper, link)
+    assert shipper.in_flight == 0
+    assert shipper.acked == (1, 2, 3, 4, 5)
+    assert shipper.stats.readings_acked == 5
+    assert shipper.commit_acks() == 5
+    assert buffer.stats().count == 0
+
+
+def test_one_acked_message_waits_for_the_next_round_a_window_full_does_not(
+    tmp_path: Path,
+) -> None:
+    """Steady state defers the delete to the round's commit; a drain deletes as it goes, so rows
+    acked-but-not-deleted plus rows in flight never exceed the in-flight window."""
+    link = InstantLink()
+    _buffer, shipper = _setup(tmp_path, link, rounds=1)
+    shipper.pump(0.0)
+    _handle_all(shipper, link)
+    assert shipper.acked == (1, 2, 3, 4, 5)
+    assert not shipper.acks_due()  # one message acked, none in flight: wait for the round
+
+    link = InstantLink()
+    _buffer, shipper = _setup(tmp_path / "drain", link, rounds=10)
+    shipper.pump(0.0)  # the window fills: 4 messages
+    assert shipper.in_flight == WINDOW
+    shipper.handle(link.events.popleft(), mono=0.0, wall=0.0)
+    assert shipper.acks_due()  # 1 acked + 3 in flight: a crash now would resend a full window
+    assert shipper.commit_acks() == 5
+    assert not shipper.acks_due()
+
+
+def test_acked_rows_not_yet_deleted_are_not_sent_again(tmp_path: Path) -> None:
+    """The next batch starts after the acknowledged rows even though they are still on disk."""
+    link = InstantLink()
+    _buffer, shipper = _setup(tmp_path, link, rounds=2)
+    shipper.pump(0.0)
+    _handle_all(shipper, link)
+    assert shipper.acked == tuple(range(1, 11))
+    link.sent.clear()
+    assert shipper.pump(0.0) == 0
+    assert link.sent == []
+
+
+def test_a_refused_message_keeps_its_rows(tmp_path: Path) -> None:
+    """MQTT 5 negative PUBACK: nothing is acknowledged, the rows stay, sending pauses."""
+    link = InstantLink(ok=False)
+    buffer, shipper = _setup(tmp_path, link, rounds=1)
+    shipper.pump(0.0)
+    _handle_all(shipper, link)
+    assert shipper.acked == ()
+    assert shipper.stats.rejected_total == 1
+    assert shipper.commit_acks() == 0
+    assert buffer.stats().count == 5
+    assert shipper.pump(1.0) == 0  # held for rejected_retry_s
