@@ -126,6 +126,12 @@ class Buffer:
                 "writable by the agent"
             ) from err
         try:
+            # Small pages for a new file (an existing one keeps its own): a round touches a few
+            # pages and each is written whole, twice (WAL, then checkpoint), on an SD card.
+            conn.execute("PRAGMA page_size=1024")
+            # The default 2 MiB cache would grow with a long outage's backlog; the hot pages are
+            # the tail (appends) and the head (the oldest batch), which fit in a few dozen.
+            conn.execute("PRAGMA cache_size=-256")
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: the WAL is fsynced at every commit, so a committed round survives a power cut.
             conn.execute("PRAGMA synchronous=FULL")

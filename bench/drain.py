@@ -46,12 +46,14 @@ def measure(broker: Broker, root: Path, logs: Path, *, quick: bool) -> list[Row]
     try:
         daemon.wait_ready()
         deadline = time.monotonic() + timeout_s
-        backlog = buffer_counts(state)[0]
-        while backlog > 0 and time.monotonic() < deadline:
+        # Done when the subscriber has the whole backlog (the daemon's own first round, ~50
+        # readings, may count towards it). The file itself keeps the last acknowledged message
+        # until the next round's commit deletes it, so "file empty" would wait for that round.
+        while counter.snapshot()[2] < filled and time.monotonic() < deadline:
             time.sleep(0.05)
             peak = max(peak, proc.sample(daemon.pid).rss_kb)
-            backlog = buffer_counts(state)[0]
         emptied = time.monotonic()
+        backlog = buffer_counts(state)[0]
         last = proc.sample(daemon.pid)
     finally:
         daemon.stop()
@@ -63,7 +65,7 @@ def measure(broker: Broker, root: Path, logs: Path, *, quick: bool) -> list[Row]
     rows = [
         judged(f"drain: readings/s, {filled:,} backlog", rate, "/s", at_least=20_000, digits=0),
         info(
-            "  drain: took / delivered / left",
+            "  drain: took / delivered / rows left in the file (acked, deleted next round)",
             f"{emptied - first:.1f} s / {delivered:,} / {backlog:,}",
             "",
         ),
