@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
 from agent_proc import AgentProcess, buffer_state
 
+from agent.payload import PayloadError, decode_telemetry
+from agent.reading import Reading
 from simulator.collector import Collector
 
 
@@ -66,6 +74,62 @@ def record(
     )
 
 
+class CopyLedger:
+    """Every copy of every telemetry reading, subscribed beside the collector (which keeps only the
+    first copy of a seq): a later copy that is not the same reading means a seq was given twice.
+
+    Drop this once the collector records such conflicts itself.
+    """
+
+    def __init__(self, host: str, port: int, topic_prefix: str) -> None:
+        self._lock = threading.Lock()
+        self._first: dict[tuple[str, int], Reading] = {}
+        self.copies = 0  # copies after the first, as the collector counts duplicates
+        self.conflicts: list[tuple[Reading, Reading]] = []
+        subscribed = threading.Event()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._client.max_inflight_messages_set(1000)
+        self._client.on_connect = lambda c, *_: c.subscribe(f"{topic_prefix}/+/telemetry", qos=1)
+        self._client.on_subscribe = lambda *_: subscribed.set()
+        self._client.on_message = self._on_message
+        self._client.connect(host, port)
+        self._client.loop_start()
+        if not subscribed.wait(10):
+            raise TimeoutError(f"copy ledger could not subscribe at {host}:{port}")
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            batch = decode_telemetry(message.payload)
+        except PayloadError:
+            return  # the collector counts those
+        with self._lock:
+            for reading in batch.readings:
+                first = self._first.setdefault((batch.site, reading.seq), reading)
+                if first is reading:
+                    continue
+                self.copies += 1
+                if not same_reading(first, reading):
+                    self.conflicts.append((first, reading))
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def same_reading(first: Reading, again: Reading) -> bool:
+    """Whether `again` is a resend of `first`: everything equal, except that a reading first sent
+    before the clock synced may come again re-stamped with its true time."""
+    if (first.metric, dict(first.tags), first.value, first.mono_ms, first.boot_id) != (
+        again.metric,
+        dict(again.tags),
+        again.value,
+        again.mono_ms,
+        again.boot_id,
+    ):
+        return False
+    return first.ts_ms == again.ts_ms or (not first.synced and again.synced)
+
+
 def table(rows: list[FaultRow]) -> list[str]:
     header = ("fault", "injected by", "committed", "delivered", "lost", "duplicated")
     cells = [header] + [
@@ -104,4 +168,113 @@ def can_mount(tmp: Path) -> tuple[bool, str]:
     if result.returncode != 0:
         return False, f"cannot mount a tmpfs here: {result.stderr.strip()}"
     subprocess.run(["umount", str(probe)], check=False)
+    return True, ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Card:
+    """An ext4 file system in an image file, loop-mounted the way an SD card is (errors=remount-ro)."""
+
+    image: Path
+    mount: Path
+
+    def device(self) -> str:
+        """The loop device's kernel name (`loop3`): its ext4 controls are /sys/fs/ext4/loop3/."""
+        found = subprocess.run(
+            ["findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(self.mount)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return Path(found.stdout.strip()).name
+
+    def attach(self) -> None:
+        # errors=remount-ro: what Debian puts in fstab for the root file system, the SD card.
+        options = "loop,errors=remount-ro"
+        subprocess.run(
+            ["mount", "-t", "ext4", "-o", options, str(self.image), str(self.mount)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    def fail(self) -> None:
+        """Make the kernel hit an ext4 error on the card, as a failing SD card does: the journal is
+        aborted and, with errors=remount-ro, the file system turns read-only under open files.
+
+        `mount -o remount,ro` cannot do this: the kernel refuses it while a file is open for
+        writing (EBUSY), and the agent always has its buffer open.
+        """
+        trigger = Path("/sys/fs/ext4") / self.device() / "trigger_fs_error"
+        trigger.write_text("village-agent test: the SD card failed\n")
+        if writable(self.mount):
+            raise AssertionError(f"{self.mount} still takes writes after {trigger}")
+
+    def repair(self) -> None:
+        """What the next boot does: unmount, `e2fsck -y`, mount again read-write. The agent must be
+        stopped first: a file system with an aborted journal cannot be remounted read-write in place,
+        and one with open files cannot be unmounted."""
+        subprocess.run(["umount", str(self.mount)], check=True, capture_output=True, text=True)
+        checked = subprocess.run(
+            ["e2fsck", "-f", "-y", str(self.image)], capture_output=True, text=True, check=False
+        )
+        # 0: clean, 1: errors corrected. Anything else means the file system is still damaged.
+        if checked.returncode not in (0, 1):
+            raise AssertionError(f"e2fsck exit {checked.returncode}:\n{checked.stdout}")
+        self.attach()
+
+
+def writable(directory: Path) -> bool:
+    probe = directory / ".write-probe"
+    try:
+        probe.write_bytes(b"x")
+    except OSError as err:
+        if err.errno in (errno.EROFS, errno.EIO):
+            return False
+        raise
+    probe.unlink()
+    return True
+
+
+@contextlib.contextmanager
+def ext4_card(path: Path, size_mb: int) -> Iterator[Card]:
+    """A fresh ext4 card image under `path`, mounted at `path / "card"`; unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    card = Card(image=path / "card.img", mount=path / "card")
+    with card.image.open("wb") as image:
+        image.truncate(size_mb * 1024 * 1024)
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", str(card.image)], check=True, capture_output=True, text=True
+    )
+    card.mount.mkdir(exist_ok=True)
+    card.attach()
+    try:
+        yield card
+    finally:
+        # A test that failed half-way may leave the card mounted; lazily if something holds it.
+        # `mount -o loop` set autoclear on the loop device: it goes once the file system is released.
+        if os.path.ismount(card.mount):
+            done = subprocess.run(["umount", str(card.mount)], capture_output=True, check=False)
+            if done.returncode != 0:
+                subprocess.run(["umount", "-l", str(card.mount)], check=False)
+
+
+def can_fail_ext4(tmp: Path) -> tuple[bool, str]:
+    """Whether this machine can loop-mount an ext4 image and make the kernel fail it."""
+    for tool, package in (
+        ("mkfs.ext4", "e2fsprogs"),
+        ("e2fsck", "e2fsprogs"),
+        ("findmnt", "util-linux"),
+    ):
+        if shutil.which(tool) is None:
+            return False, f"{tool} is not installed (package {package})"
+    try:
+        with ext4_card(tmp / "ext4-probe", 8) as card:
+            trigger = Path("/sys/fs/ext4") / card.device() / "trigger_fs_error"
+            if not trigger.exists():
+                return False, f"this kernel has no {trigger}: cannot fail an ext4 file system"
+            card.fail()
+    except (OSError, subprocess.CalledProcessError, AssertionError) as err:
+        detail = getattr(err, "stderr", None) or err
+        return False, f"cannot loop-mount and fail an ext4 image here: {detail!s}".strip()
     return True, ""
