@@ -377,6 +377,11 @@ class Buffer:
             raise BufferError(f"cannot update the buffer {self.path}: {err}") from err
         return cursor.rowcount
 
+    @property
+    def count(self) -> int:
+        """Rows in the buffer, kept in memory: no query."""
+        return self._count
+
     def stats(self) -> BufferStats:
         oldest = self._conn.execute(
             "SELECT seq, ts_ms FROM readings ORDER BY seq LIMIT 1"

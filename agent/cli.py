@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
 import json
 import signal
@@ -133,11 +134,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         marker = read_json(config.state_dir / RUN_MARKER)
         mark_running(config.state_dir, boot_id, clean=False)
     except OSError as err:
+        read_only = err.errno == errno.EROFS
         log.error(
             "state_dir_unusable",
             state_dir=str(config.state_dir),
             error=err.strerror,
-            advice="create it and make it writable by the agent's user",
+            advice=(
+                "the SD card is read-only, usually after file system errors: check it with fsck "
+                "(or replace the card), then restart the service"
+                if read_only
+                else "create it and make it writable by the agent's user"
+            ),
         )
         return EX_CANTCREAT
     start = classify_start(marker, boot_id)

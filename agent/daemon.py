@@ -108,6 +108,7 @@ class Agent:
         self._pending_lost_unrecorded = 0
         self._refused_since: float | None = None
         self._status_failing = False
+        self._delete_failing = False
         self._last_alarm = 0.0
         self._next_samples: list[Sample] = list(start_samples)
         self._config_digest = config_digest
@@ -234,8 +235,12 @@ class Agent:
             # While the buffer refuses appends (disk full) deletes are what frees it: at once.
             if self.shipper.acks_due() or (self._refused_since is not None and self.shipper.acked):
                 self.shipper.commit_acks()
+                self._delete_failing = False
         except BufferError as err:
-            log.warning("buffer_delete_failed", error=str(err))
+            # Once per streak: a read-only card would otherwise log this on every turn of the loop.
+            if not self._delete_failing:
+                log.warning("buffer_delete_failed", error=str(err))
+            self._delete_failing = True
         try:
             if send:
                 self.shipper.pump(self._clock.monotonic())
@@ -290,7 +295,7 @@ class Agent:
 
     def backlog(self) -> int:
         """Readings not yet acknowledged by the broker."""
-        return self.buffer.stats().count - len(self.shipper.acked)
+        return self.buffer.count - len(self.shipper.acked)
 
     def write_status(self) -> None:
         try:

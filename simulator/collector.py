@@ -13,6 +13,7 @@ A slow subscriber makes the broker queue, and past its queue limit (mosquitto's 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 import time
@@ -40,6 +41,8 @@ class SiteLedger:
     copies: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     first_arrival: dict[int, float] = field(default_factory=dict)  # time.time() at first arrival
     status: str | None = None
+    alarms: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[tuple[Reading, Reading]] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
@@ -54,6 +57,20 @@ class Completeness:
     lost: tuple[int, ...]
     duplicates: int
     worst_delay_s: float | None
+
+
+def same_reading(first: Reading, again: Reading) -> bool:
+    """Whether a repeat is the same reading sent again. Its time may differ only by a re-stamp
+    after the clock synced (same boot and monotonic time, now synced)."""
+    same_time = first.ts_ms == again.ts_ms or (not first.synced and again.synced)
+    return (
+        first.metric == again.metric
+        and first.tags == again.tags
+        and first.value == again.value
+        and first.boot_id == again.boot_id
+        and first.mono_ms == again.mono_ms
+        and same_time
+    )
 
 
 def boot_offsets_ms(readings: Iterable[Reading]) -> dict[str, int]:
@@ -134,6 +151,9 @@ class Collector:
             if kind == "status":
                 self._sites[site].status = payload.decode("utf-8", "replace")
                 continue
+            if kind == "event":
+                self._absorb_alarm(topic, site, payload)
+                continue
             try:
                 batch = decode_telemetry(payload)
             except PayloadError as err:
@@ -145,9 +165,26 @@ class Collector:
             ledger = self._sites[site]
             for reading in batch.readings:
                 ledger.copies[reading.seq] += 1
-                if reading.seq not in ledger.readings:
+                first = ledger.readings.get(reading.seq)
+                if first is None:
                     ledger.readings[reading.seq] = reading
                     ledger.first_arrival[reading.seq] = arrived
+                elif not same_reading(first, reading):
+                    # A repeat must be the same reading; another one under a known seq means the
+                    # gateway reused a seq, and dedupe on (site, seq) would silently drop it.
+                    ledger.conflicts.append((first, reading))
+
+    def _absorb_alarm(self, topic: str, site: str, payload: bytes) -> None:
+        """The event topic carries alarms (`{"event", "detail", "ts", ...}`), not readings."""
+        try:
+            alarm = json.loads(payload)
+        except ValueError as err:
+            self._rejected.append(f"{topic}: not JSON ({err})")
+            return
+        if not isinstance(alarm, dict) or not isinstance(alarm.get("event"), str):
+            self._rejected.append(f"{topic}: an alarm needs an 'event' name")
+            return
+        self._sites[site].alarms.append(alarm)
 
     def start(self, timeout_s: float = 10.0) -> Collector:
         self._subscribed.clear()
@@ -178,6 +215,18 @@ class Collector:
         with self._lock:
             self._absorb()
             return self._sites
+
+    def alarms(self, site: str) -> list[dict[str, Any]]:
+        """The alarms a site sent on its event topic, in arrival order."""
+        with self._lock:
+            self._absorb()
+            return list(self._sites[site].alarms) if site in self._sites else []
+
+    def conflicts(self, site: str) -> list[tuple[Reading, Reading]]:
+        """(first copy, later copy) for every repeat of a seq that was not the same reading."""
+        with self._lock:
+            self._absorb()
+            return list(self._sites[site].conflicts) if site in self._sites else []
 
     @property
     def rejected(self) -> list[str]:

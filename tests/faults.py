@@ -7,17 +7,12 @@ import errno
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 from agent_proc import AgentProcess, buffer_state
 
-from agent.payload import PayloadError, decode_telemetry
-from agent.reading import Reading
 from simulator.collector import Collector
 
 
@@ -72,62 +67,6 @@ def record(
             duplicated=duplicated,
         )
     )
-
-
-class CopyLedger:
-    """Every copy of every telemetry reading, subscribed beside the collector (which keeps only the
-    first copy of a seq): a later copy that is not the same reading means a seq was given twice.
-
-    Drop this once the collector records such conflicts itself.
-    """
-
-    def __init__(self, host: str, port: int, topic_prefix: str) -> None:
-        self._lock = threading.Lock()
-        self._first: dict[tuple[str, int], Reading] = {}
-        self.copies = 0  # copies after the first, as the collector counts duplicates
-        self.conflicts: list[tuple[Reading, Reading]] = []
-        subscribed = threading.Event()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self._client.max_inflight_messages_set(1000)
-        self._client.on_connect = lambda c, *_: c.subscribe(f"{topic_prefix}/+/telemetry", qos=1)
-        self._client.on_subscribe = lambda *_: subscribed.set()
-        self._client.on_message = self._on_message
-        self._client.connect(host, port)
-        self._client.loop_start()
-        if not subscribed.wait(10):
-            raise TimeoutError(f"copy ledger could not subscribe at {host}:{port}")
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            batch = decode_telemetry(message.payload)
-        except PayloadError:
-            return  # the collector counts those
-        with self._lock:
-            for reading in batch.readings:
-                first = self._first.setdefault((batch.site, reading.seq), reading)
-                if first is reading:
-                    continue
-                self.copies += 1
-                if not same_reading(first, reading):
-                    self.conflicts.append((first, reading))
-
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-
-def same_reading(first: Reading, again: Reading) -> bool:
-    """Whether `again` is a resend of `first`: everything equal, except that a reading first sent
-    before the clock synced may come again re-stamped with its true time."""
-    if (first.metric, dict(first.tags), first.value, first.mono_ms, first.boot_id) != (
-        again.metric,
-        dict(again.tags),
-        again.value,
-        again.mono_ms,
-        again.boot_id,
-    ):
-        return False
-    return first.ts_ms == again.ts_ms or (not first.synced and again.synced)
 
 
 def table(rows: list[FaultRow]) -> list[str]:
