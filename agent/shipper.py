@@ -162,8 +162,12 @@ class Shipper:
     def pump(self, now: float) -> int:
         """Send batches while the window has room. Return how many messages were sent."""
         sent = 0
+        # Acknowledged rows not yet deleted would be sent again after a crash, just like rows in
+        # flight: both together stay within the window, which is what bounds duplicates.
         while (
-            self._link.connected and now >= self._held_until and len(self._flights) < self._window
+            self._link.connected
+            and now >= self._held_until
+            and len(self._flights) + self._acked_messages < self._window
         ):
             # Acknowledged rows still in the buffer (their delete waits for the next commit, or
             # the card refused it) are skipped, not sent again.

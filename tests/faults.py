@@ -30,17 +30,24 @@ ROWS: list[FaultRow] = []
 
 
 def tally(
-    fault: str, injected: str, agent: AgentProcess, collector: Collector, site: str
+    fault: str,
+    injected: str,
+    agent: AgentProcess,
+    collector: Collector,
+    site: str,
+    *,
+    excused: frozenset[int] = frozenset(),
 ) -> FaultRow:
     """Count what the agent committed against what arrived; record the row for the summary.
 
     Readings still in the buffer at the end are not lost: they wait for the next connection.
-    Readings the buffer dropped to respect its bound are counted there, not here.
+    Readings the buffer dropped to respect its bound are counted there, not here; `excused` are
+    readings the fault itself destroyed (a damaged file), which the test accounts for itself.
     """
     last_seq, remaining = buffer_state(agent.state_dir)
     committed = set(range(1, last_seq + 1))
     report = collector.completeness(site, committed)
-    lost = len(set(report.lost) - remaining)
+    lost = len(set(report.lost) - remaining - excused)
     row = FaultRow(
         fault=fault,
         injected=injected,

@@ -8,9 +8,11 @@ import os
 import pty
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+import pytest
 import structlog
 
 from agent import logs
@@ -49,6 +51,14 @@ def test_config_check_lists_every_problem_with_file_and_exits_78(tmp_path: Path)
     assert "did you mean 'username'?" in done.stderr
     assert "village-agent config check FILE" in done.stderr
     assert done.stdout == ""
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """structlog's configuration is process-wide: later tests must not log into a closed pty."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def _log_one(stream: TextIO) -> None:

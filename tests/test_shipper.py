@@ -106,3 +106,19 @@ def test_a_refused_message_keeps_its_rows(tmp_path: Path) -> None:
     assert shipper.commit_acks() == 0
     assert buffer.stats().count == 5
     assert shipper.pump(1.0) == 0  # held for rejected_retry_s
+
+
+def test_acked_but_kept_messages_take_their_place_in_the_window(tmp_path: Path) -> None:
+    """With one message acknowledged and not yet deleted, only window - 1 more go out: a crash
+    then resends at most a window."""
+    link = InstantLink()
+    _buffer, shipper = _setup(tmp_path, link, rounds=1)
+    shipper.pump(0.0)
+    _handle_all(shipper, link)  # one message acknowledged, its rows kept until the next round
+    buffer = _buffer
+    stamp = Stamp(ts_ms=1_800_000_000_000, mono_ms=2, boot_id="boot-1", synced=True)
+    for _ in range(10):
+        buffer.append(stamp, [Sample(metric="uptime.system_s", value=1.0)] * 5)
+    link.events.clear()
+    link.connected = True
+    assert shipper.pump(1.0) == WINDOW - 1
