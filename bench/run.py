@@ -2,7 +2,7 @@
 
 Sections: steady (RSS, CPU, start-up, bytes per reading on MQTT, wire and disk), layout (payload
 and disk-write experiments), drain, outage (72 h in virtual time), fleet, collectd. `--quick` takes
-about two minutes; the full run about ten.
+about two minutes; the full run about twelve (the fleet is seven).
 """
 
 from __future__ import annotations
