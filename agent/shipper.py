@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.buffer import Buffer
+from agent.buffer import Buffer, BufferError
 from agent.mqtt_link import Acked, Connected, ConnectFailed, Disconnected, LinkEvent
 from agent.payload import encode_telemetry
 
@@ -78,6 +78,7 @@ class Shipper:
         self._held_until = 0.0  # after a rejection, wait before sending again
         self._acked: list[int] = []  # acknowledged, still in the buffer until the next commit
         self._acked_messages = 0
+        self._deletes_refused = False  # the card refuses deletes (read-only): see pump()
         self.stats = ShipperStats()
 
     @property
@@ -93,6 +94,7 @@ class Shipper:
     def acks_committed(self) -> None:
         self._acked = []
         self._acked_messages = 0
+        self._deletes_refused = False
 
     def acks_due(self) -> bool:
         """Whether acknowledged rows must be deleted now rather than with the next round.
@@ -146,7 +148,11 @@ class Shipper:
         """
         if not self._acked:
             return 0
-        gone = self._buffer.delete(self._acked)
+        try:
+            gone = self._buffer.delete(self._acked)
+        except BufferError:
+            self._deletes_refused = True
+            raise
         self.acks_committed()
         return gone
 
@@ -163,11 +169,14 @@ class Shipper:
         """Send batches while the window has room. Return how many messages were sent."""
         sent = 0
         # Acknowledged rows not yet deleted would be sent again after a crash, just like rows in
-        # flight: both together stay within the window, which is what bounds duplicates.
+        # flight: both together stay within the window, which is what bounds duplicates. On a
+        # card that refuses deletes they stay anyway; holding them against the window would only
+        # stop the publishing of everything else.
+        kept = 0 if self._deletes_refused else self._acked_messages
         while (
             self._link.connected
             and now >= self._held_until
-            and len(self._flights) + self._acked_messages < self._window
+            and len(self._flights) + kept < self._window
         ):
             # Acknowledged rows still in the buffer (their delete waits for the next commit, or
             # the card refused it) are skipped, not sent again.

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import deque
 from pathlib import Path
 
-from agent.buffer import Buffer
+import pytest
+from faults import can_fail_ext4, ext4_card
+
+from agent.buffer import Buffer, BufferError
 from agent.mqtt_link import Acked, LinkEvent
 from agent.reading import Sample, Stamp
 from agent.shipper import Shipper
@@ -122,3 +125,23 @@ def test_acked_but_kept_messages_take_their_place_in_the_window(tmp_path: Path) 
     link.events.clear()
     link.connected = True
     assert shipper.pump(1.0) == WINDOW - 1
+
+
+def test_a_card_that_refuses_deletes_does_not_stop_the_publishing(tmp_path: Path) -> None:
+    """Read-only SD card: acked rows cannot leave the file, yet the rest of it is still sent."""
+    ok, reason = can_fail_ext4(tmp_path)
+    if not ok:
+        pytest.skip(reason)
+    link = InstantLink()
+    with ext4_card(tmp_path / "sd", 64) as card:
+        buffer, shipper = _setup(card.mount, link, rounds=20)  # 20 messages' worth
+        card.fail()
+        sent = 0
+        for _ in range(10):
+            sent += shipper.pump(0.0)
+            _handle_all(shipper, link)
+            with pytest.raises(BufferError):
+                shipper.commit_acks()
+        assert sent == 20
+        assert len(shipper.acked) == 100
+        buffer.close()
