@@ -282,7 +282,7 @@ class Agent:
             "last_ack_at": ship.last_ack_ts,
             "broker_state": ship.broker_state,
             "last_error": self.last_buffer_error or ship.last_error,
-            "backlog": stats.count - len(self.shipper.acked),
+            "backlog": self.backlog(),
             "last_seq": stats.last_seq,
             "oldest_unsent_ts_ms": stats.oldest_ts_ms,
             "dropped_total": stats.dropped_total + self._pending_lost_unrecorded,
@@ -295,7 +295,12 @@ class Agent:
 
     def backlog(self) -> int:
         """Readings not yet acknowledged by the broker."""
-        return self.buffer.count - len(self.shipper.acked)
+        acked = self.shipper.acked
+        if not acked:
+            return self.buffer.count
+        # A row in flight may have been dropped by the bound before its ack came: not in the file.
+        oldest = self.buffer.stats().oldest_seq or 0
+        return self.buffer.count - sum(1 for seq in acked if seq >= oldest)
 
     def write_status(self) -> None:
         try:

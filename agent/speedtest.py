@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from agent.stopping import Stopping
+from agent.stopping import Stopped, Stopping
 
 Direction = Literal["download", "upload"]
 
@@ -133,9 +133,10 @@ class HttpTransport:
         started = time.perf_counter()
 
         def cut_short() -> None:
-            if conn is not None and conn.sock is not None:
-                with contextlib.suppress(OSError):
-                    conn.sock.shutdown(socket.SHUT_RDWR)
+            if conn is None or conn.sock is None:
+                raise Stopped  # still connecting or not begun: nothing to shut down yet
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)  # the blocked recv/send returns at once
 
         try:
             with self._stopping.interrupts(cut_short):
@@ -143,6 +144,16 @@ class HttpTransport:
                 if direction == "download":
                     return self._download(conn, path, max_bytes, max_seconds)
                 return self._upload(conn, path, max_bytes, max_seconds, started)
+        except Stopped:
+            sock = conn.sock if conn is not None else None
+            cost = tcp_cost(sock) if sock is not None else None
+            return Transfer(
+                direction=direction,
+                body_bytes=0,
+                seconds=0.0,
+                cost_bytes=cost or 0,
+                error=STOPPED,
+            )
         except (OSError, http.client.HTTPException, ValueError) as err:
             cost = tcp_cost(conn.sock) if conn is not None and conn.sock is not None else None
             return Transfer(

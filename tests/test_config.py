@@ -113,6 +113,16 @@ def test_repeated_keys_and_infinite_numbers_are_errors(tmp_path: Path) -> None:
     assert len(problems) == 2, problems
 
 
+def test_yaml_merge_keys_still_work_and_overrides_are_not_repeats(tmp_path: Path) -> None:
+    """`<<:` merges a mapping in; a key set beside it overrides it and is no repeat."""
+    text = (
+        "site_id: a\nstate_dir: s\ninterval_s: 1\n"
+        "broker:\n  <<: {url: 'mqtt://h', topic_prefix: p, keepalive_s: 30}\n  keepalive_s: 60\n"
+    )
+    config = parse_config(text, tmp_path / "agent.yaml")
+    assert (config.broker.url, config.broker.keepalive_s) == ("mqtt://h", 60)
+
+
 def test_missing_required_keys_are_named(tmp_path: Path) -> None:
     """An empty broker section names both of its required keys."""
     with pytest.raises(ConfigError) as caught:

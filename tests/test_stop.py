@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ from agent_proc import AgentProcess, wait_until, write_config
 
 from agent.daemon import measure
 from agent.reading import Sample
+from agent.speedtest import STOPPED, HttpTransport
 from agent.status import RUN_MARKER, read_json
 from agent.stopping import Stopping
 
@@ -143,3 +145,44 @@ def test_a_hook_registered_after_the_stop_runs_at_once() -> None:
         pass
     assert calls == ["early", "late"]
     assert stopping.at == 1.0
+
+
+@contextmanager
+def sigalrm_requests(stopping: Stopping, after_s: float) -> Iterator[None]:
+    """A real signal, delivered while the test's main thread is blocked, as SIGTERM would be."""
+    previous = signal.signal(signal.SIGALRM, lambda *_: stopping.request(time.monotonic()))
+    signal.setitimer(signal.ITIMER_REAL, after_s)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_stop_during_the_tls_handshake_abandons_the_speed_test_at_once() -> None:
+    """No socket to shut down yet: the hook leaves the handshake at once, nothing is measured."""
+    stopping = Stopping()
+    with mute_broker() as port, sigalrm_requests(stopping, 0.3):
+        transport = HttpTransport(stopping=stopping)
+        began = time.monotonic()
+        result = transport.transfer(
+            "download", f"https://127.0.0.1:{port}/x", max_bytes=10**6, max_seconds=30
+        )
+        took = time.monotonic() - began
+    assert result.error == STOPPED
+    assert result.bps is None
+    assert took < 3.0, took
+
+
+def test_a_transfer_asked_for_after_the_stop_does_not_start() -> None:
+    """The upload after a stopped download costs nothing and waits for nothing."""
+    stopping = Stopping()
+    stopping.request(time.monotonic())
+    with stalled_http() as (port, asked):
+        began = time.monotonic()
+        result = HttpTransport(stopping=stopping).transfer(
+            "upload", f"http://127.0.0.1:{port}/upload", max_bytes=10**6, max_seconds=30
+        )
+        assert time.monotonic() - began < 1.0
+        assert not asked.is_set()
+    assert (result.error, result.cost_bytes, result.body_bytes) == (STOPPED, 0, 0)
