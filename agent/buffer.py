@@ -1,8 +1,13 @@
 """The durable buffer: every reading lives here, on disk, until the broker acknowledged it.
 
-SQLite in WAL mode with synchronous=FULL: a committed round survives a power cut. `seq` comes from an
-AUTOINCREMENT key, so it is assigned inside the insert transaction, strictly increasing and never reused,
-even after the rows it numbered were deleted.
+SQLite in WAL mode with synchronous=FULL: a committed round survives a power cut. One row holds one
+round: the readings that share a stamp, packed and compressed into a blob of a few hundred bytes,
+so that the newest rounds share one page. A round's commit (append it, delete what the broker
+acknowledged) then rewrites a page or two instead of a row per reading with its index entries,
+and each page is a write to the SD card. Nor does a commit touch `meta` unless it must: the count
+is summed from the rows at open, and the last seq ever given is the newest row's, written to `meta`
+only when the newest row is deleted. So seq stays strictly increasing and never reused, even after
+the rows it numbered were deleted. A schema 1 file is converted in place when it is opened.
 """
 
 from __future__ import annotations
@@ -10,30 +15,46 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import struct
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.reading import Reading, Sample, Stamp, Tags
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CLOCK_UNSYNCED, CLOCK_SYNCED, CLOCK_RESTAMPED = 0, 1, 2
+# A round is a few dozen readings; this only keeps an odd huge one from becoming one huge blob.
+ROW_MAX_READINGS = 1000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, metric TEXT NOT NULL, tags TEXT NOT NULL, UNIQUE (metric, tags));
 CREATE TABLE IF NOT EXISTS boots (id INTEGER PRIMARY KEY, boot_id TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS readings (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    series INTEGER NOT NULL,
-    value REAL NOT NULL,
+CREATE TABLE IF NOT EXISTS rounds (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    n INTEGER NOT NULL,
     ts_ms INTEGER NOT NULL,
     mono_ms INTEGER NOT NULL,
     boot INTEGER NOT NULL,
-    clock INTEGER NOT NULL);
+    clock INTEGER NOT NULL,
+    body BLOB NOT NULL);
 """
+_INSERT_ROUND = (
+    "INSERT INTO rounds (first_seq, last_seq, n, ts_ms, mono_ms, boot, clock, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ROUNDS = "SELECT first_seq, last_seq, n, ts_ms, mono_ms, boot, clock, body FROM rounds "
+# The round that holds seq ? if any does: the last one starting at or before it.
+_ROUND_HOLDING = _ROUNDS + "WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1"
+_OLDEST_ROUND = _ROUNDS + "ORDER BY first_seq LIMIT 1"
+_PAGE = 32
+_ROUNDS_FROM = _ROUNDS + f"WHERE first_seq >= ? ORDER BY first_seq LIMIT {_PAGE}"
+_V1_READINGS = "SELECT seq, series, value, ts_ms, mono_ms, boot, clock FROM readings ORDER BY seq"
 
 
 class BufferError(Exception):
@@ -78,6 +99,73 @@ def _tags_key(tags: Tags) -> str:
     return json.dumps(dict(sorted(tags.items())), separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """One row of `rounds`: readings that share a stamp, in seq order."""
+
+    seqs: tuple[int, ...]
+    series: tuple[int, ...]
+    values: tuple[float, ...]
+    ts_ms: int
+    mono_ms: int
+    boot: int
+    clock: int
+
+    def row(self) -> tuple[int, int, int, int, int, int, int, bytes]:
+        first, last, n = self.seqs[0], self.seqs[-1], len(self.seqs)
+        if last - first + 1 == n:
+            # The usual row: consecutive seqs, so they need not be stored.
+            packed = struct.pack(f"<{n}I{n}d", *self.series, *self.values)
+        else:
+            offsets = (seq - first for seq in self.seqs)
+            packed = struct.pack(f"<{n}I{n}I{n}d", *offsets, *self.series, *self.values)
+        # Level 1: series ids and counters repeat in their bytes; higher levels gain nothing here.
+        body = zlib.compress(packed, 1)
+        return (first, last, n, self.ts_ms, self.mono_ms, self.boot, self.clock, body)
+
+    def without(self, lo: int, hi: int) -> _Round | None:
+        """The same round without the seqs lo..hi (inclusive); None if nothing is left."""
+        kept = [i for i, seq in enumerate(self.seqs) if not lo <= seq <= hi]
+        if not kept:
+            return None
+        return _Round(
+            seqs=tuple(self.seqs[i] for i in kept),
+            series=tuple(self.series[i] for i in kept),
+            values=tuple(self.values[i] for i in kept),
+            ts_ms=self.ts_ms,
+            mono_ms=self.mono_ms,
+            boot=self.boot,
+            clock=self.clock,
+        )
+
+
+def _round_of(row: tuple[int, int, int, int, int, int, int, bytes]) -> _Round:
+    first, last, n, ts_ms, mono_ms, boot, clock, body = row
+    try:
+        packed = zlib.decompress(body)
+        if last - first + 1 == n:
+            unpacked = struct.unpack(f"<{n}I{n}d", packed)
+            seqs: tuple[int, ...] = tuple(range(first, last + 1))
+        else:
+            unpacked = struct.unpack(f"<{n}I{n}I{n}d", packed)
+            seqs = tuple(first + offset for offset in unpacked[:n])
+            unpacked = unpacked[n:]
+    except (struct.error, zlib.error, TypeError) as err:
+        raise CorruptBuffer(
+            f"the round of readings from seq {first} is damaged ({err}); stop the agent, move "
+            "the buffer file aside and start it again"
+        ) from err
+    return _Round(
+        seqs=seqs,
+        series=tuple(int(s) for s in unpacked[:n]),
+        values=tuple(float(v) for v in unpacked[n:]),
+        ts_ms=ts_ms,
+        mono_ms=mono_ms,
+        boot=boot,
+        clock=clock,
+    )
+
+
 class Buffer:
     """Readings on disk, oldest first. Use from one thread; open one per state directory."""
 
@@ -100,7 +188,12 @@ class Buffer:
         self._series_by_id: dict[int, tuple[str, Tags]] = {}
         self._boots: dict[str, int] = {}
         self._boots_by_id: dict[int, str] = {}
-        self._count = self._meta_int("count")
+        (count, newest) = conn.execute(
+            "SELECT COALESCE(SUM(n), 0), COALESCE(MAX(last_seq), 0) FROM rounds"
+        ).fetchone()
+        self._count = int(count)
+        self._stored_last_seq = self._meta_int("last_seq")
+        self._last_seq = max(self._stored_last_seq, int(newest))
 
     @classmethod
     def open(
@@ -140,7 +233,9 @@ class Buffer:
             if check is None or check[0] != "ok":
                 conn.close()
                 raise CorruptBuffer(f"integrity check of {path} failed: {check}")
+            _check_schema(conn, path)
             conn.executescript(_SCHEMA)
+            _convert_schema_1(conn)
             buffer = cls(
                 conn,
                 path,
@@ -164,8 +259,8 @@ class Buffer:
             with self._tx():
                 self._conn.execute("INSERT INTO meta VALUES ('site', ?)", (site,))
                 self._conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-                self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('count', 0)")
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('dropped', 0)")
+                self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('last_seq', 0)")
         elif row[0] != site:
             raise BufferError(
                 f"the buffer {self.path} holds readings of site '{row[0]}', not '{site}'. "
@@ -237,45 +332,101 @@ class Buffer:
             with self._tx():
                 # One commit per round, not one for the round and one per acknowledgement: each
                 # commit rewrites whole pages and fsyncs, and that is what wears the SD card.
-                before = self._conn.total_changes
-                self._conn.executemany("DELETE FROM readings WHERE seq BETWEEN ? AND ?", ranges)
-                gone = self._conn.total_changes - before
+                gone = self._remove(ranges)
                 boot = self._boot_id(stamp.boot_id)
+                series = [self._series_id(s.metric, s.tags) for s in samples]
+                first = self._last_seq + 1
+                last = first + len(samples) - 1
                 rows = [
-                    (
-                        self._series_id(s.metric, s.tags),
-                        s.value,
-                        stamp.ts_ms,
-                        stamp.mono_ms,
-                        boot,
-                        clock,
-                    )
-                    for s in samples
+                    _Round(
+                        seqs=tuple(range(first + start, first + start + len(chunk))),
+                        series=tuple(series[start : start + len(chunk)]),
+                        values=tuple(s.value for s in chunk),
+                        ts_ms=stamp.ts_ms,
+                        mono_ms=stamp.mono_ms,
+                        boot=boot,
+                        clock=clock,
+                    ).row()
+                    for start in range(0, len(samples), ROW_MAX_READINGS)
+                    for chunk in [samples[start : start + ROW_MAX_READINGS]]
                 ]
-                self._conn.executemany(
-                    "INSERT INTO readings (series, value, ts_ms, mono_ms, boot, clock) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                last = int(self._conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-                count = self._count - gone + len(rows)
+                self._conn.executemany(_INSERT_ROUND, rows)
+                count = self._count - gone + len(samples)
                 dropped = max(0, count - self._max)
                 if dropped:
-                    self._conn.execute(
-                        "DELETE FROM readings WHERE seq IN "
-                        "(SELECT seq FROM readings ORDER BY seq LIMIT ?)",
-                        (dropped,),
-                    )
+                    self._drop_oldest(dropped)
                     self._conn.execute(
                         "UPDATE meta SET value = value + ? WHERE key = 'dropped'", (dropped,)
                     )
                     count -= dropped
-                self._conn.execute("UPDATE meta SET value = ? WHERE key = 'count'", (count,))
+                stored = self._keep_last_seq(last)
         except sqlite3.Error as err:
             self._forget_uncommitted()
             raise BufferError(f"cannot write to the buffer {self.path}: {err}") from err
         self._count = count
-        return Appended(first_seq=last - len(rows) + 1, last_seq=last, dropped=dropped)
+        self._last_seq = last
+        self._stored_last_seq = stored
+        return Appended(first_seq=first, last_seq=last, dropped=dropped)
+
+    def _keep_last_seq(self, last: int) -> int:
+        """Make sure the file still knows `last` as the last seq given; return what `meta` holds.
+        Call inside a transaction, after its deletes."""
+        (newest,) = self._conn.execute("SELECT COALESCE(MAX(first_seq), 0) FROM rounds").fetchone()
+        holds = self._conn.execute(
+            "SELECT 1 FROM rounds WHERE first_seq = ? AND last_seq = ?", (newest, last)
+        ).fetchone()
+        if holds or self._stored_last_seq == last:
+            return self._stored_last_seq
+        # The round holding it is gone (acknowledged or dropped): only meta can remember it now.
+        self._conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
+        return last
+
+    def _rounds(self, query: str, args: tuple[int, ...]) -> list[_Round]:
+        return [_round_of(row) for row in self._conn.execute(query, args).fetchall()]
+
+    def _replace(self, old: _Round, new: _Round | None) -> None:
+        self._conn.execute("DELETE FROM rounds WHERE first_seq = ?", (old.seqs[0],))
+        if new is not None:
+            self._conn.execute(_INSERT_ROUND, new.row())
+
+    def _remove(self, ranges: Sequence[tuple[int, int]]) -> int:
+        """Delete the readings in the inclusive seq ranges; return how many were there.
+        Call inside a transaction."""
+        gone = 0
+        for lo, hi in ranges:
+            # Rounds wholly inside the range go as rows; a round the range cuts through (at most
+            # one at each end) is rewritten without the readings in the range.
+            (inside,) = self._conn.execute(
+                "SELECT COALESCE(SUM(n), 0) FROM rounds "
+                "WHERE first_seq BETWEEN ? AND ? AND last_seq <= ?",
+                (lo, hi, hi),
+            ).fetchone()
+            self._conn.execute(
+                "DELETE FROM rounds WHERE first_seq BETWEEN ? AND ? AND last_seq <= ?",
+                (lo, hi, hi),
+            )
+            gone += int(inside)
+            edges = self._rounds(_ROUND_HOLDING, (lo - 1,)) + self._rounds(_ROUND_HOLDING, (hi,))
+            done: set[int] = set()
+            for edge in edges:
+                if edge.seqs[0] in done or edge.seqs[-1] < lo or edge.seqs[0] > hi:
+                    continue
+                done.add(edge.seqs[0])
+                kept = edge.without(lo, hi)
+                gone += len(edge.seqs) - (len(kept.seqs) if kept else 0)
+                self._replace(edge, kept)
+        return gone
+
+    def _drop_oldest(self, count: int) -> None:
+        """Delete the `count` oldest readings. Call inside a transaction."""
+        while count > 0:
+            (oldest,) = self._rounds(_OLDEST_ROUND, ())
+            if len(oldest.seqs) <= count:
+                self._replace(oldest, None)
+                count -= len(oldest.seqs)
+            else:
+                self._replace(oldest, oldest.without(oldest.seqs[0], oldest.seqs[count - 1]))
+                count = 0
 
     def _forget_uncommitted(self) -> None:
         # Ids cached inside a rolled-back transaction do not exist on disk.
@@ -287,15 +438,24 @@ class Buffer:
 
     def oldest(self, *, after_seq: int = 0, limit: int) -> list[Reading]:
         """The oldest readings with seq > after_seq, at most `limit` of them, in seq order."""
-        rows = self._conn.execute(
-            "SELECT seq, series, value, ts_ms, mono_ms, boot, clock FROM readings "
-            "WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        ).fetchall()
-        return [self._reading(row) for row in rows]
+        out: list[Reading] = []
+        # The round holding after_seq + 1 starts at or before it; later rounds follow in order.
+        (start,) = self._conn.execute(
+            "SELECT COALESCE(MAX(first_seq), 0) FROM rounds WHERE first_seq <= ?", (after_seq + 1,)
+        ).fetchone()
+        while len(out) < limit:
+            rounds = self._rounds(_ROUNDS_FROM, (start,))
+            for stored in rounds:
+                for index, seq in enumerate(stored.seqs):
+                    if seq > after_seq and len(out) < limit:
+                        out.append(self._reading(stored, index))
+            if len(rounds) < _PAGE:
+                break
+            start = rounds[-1].seqs[0] + 1
+        return out
 
-    def _reading(self, row: tuple[int, int, float, int, int, int, int]) -> Reading:
-        seq, series, value, ts_ms, mono_ms, boot, clock = row
+    def _reading(self, stored: _Round, index: int) -> Reading:
+        series, boot = stored.series[index], stored.boot
         if series not in self._series_by_id:
             metric, tags = self._conn.execute(
                 "SELECT metric, tags FROM series WHERE id = ?", (series,)
@@ -308,45 +468,39 @@ class Buffer:
             self._boots_by_id[boot] = boot_id
         metric, tags = self._series_by_id[series]
         return Reading(
-            seq=seq,
+            seq=stored.seqs[index],
             metric=metric,
-            value=value,
+            value=stored.values[index],
             tags=tags,
-            ts_ms=ts_ms,
-            mono_ms=mono_ms,
+            ts_ms=stored.ts_ms,
+            mono_ms=stored.mono_ms,
             boot_id=self._boots_by_id[boot],
-            synced=clock != CLOCK_UNSYNCED,
+            synced=stored.clock != CLOCK_UNSYNCED,
         )
 
     def delete(self, seqs: Iterable[int]) -> int:
-        """Delete acknowledged readings in one transaction; return how many rows went."""
+        """Delete acknowledged readings in one transaction; return how many went."""
         ranges = _ranges(seqs)
         if not ranges:
             return 0
         try:
             with self._tx():
-                before = self._conn.total_changes
-                self._conn.executemany("DELETE FROM readings WHERE seq BETWEEN ? AND ?", ranges)
-                gone = self._conn.total_changes - before
-                self._conn.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'count'", (self._count - gone,)
-                )
+                gone = self._remove(ranges)
+                stored = self._keep_last_seq(self._last_seq)
         except sqlite3.Error as err:
             raise BufferError(
                 f"cannot remove acknowledged readings from {self.path}: {err}"
             ) from err
         self._count -= gone
+        self._stored_last_seq = stored
         return gone
 
     def continue_seq_after(self, seq: int) -> None:
         """Make the next seq at least seq + 1 (a fresh file replacing a damaged one)."""
+        last = max(seq, self._last_seq)
         with self._tx():
-            self._conn.execute(
-                "INSERT INTO readings (seq, series, value, ts_ms, mono_ms, boot, clock) "
-                "VALUES (?, 0, 0, 0, 0, 0, 0)",
-                (max(seq, self.stats().last_seq),),
-            )
-            self._conn.execute("DELETE FROM readings WHERE series = 0")
+            self._conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
+        self._last_seq = self._stored_last_seq = last
 
     def add_dropped(self, count: int) -> None:
         """Record readings lost outside the file (kept in memory while it could not be written)."""
@@ -368,30 +522,30 @@ class Buffer:
         try:
             with self._tx():
                 boot = self._boot_id(boot_id)
-                cursor = self._conn.execute(
-                    "UPDATE readings SET ts_ms = mono_ms + ?, clock = ? "
-                    "WHERE boot = ? AND clock = ?",
+                (fixed,) = self._conn.execute(
+                    "SELECT COALESCE(SUM(n), 0) FROM rounds WHERE boot = ? AND clock = ?",
+                    (boot, CLOCK_UNSYNCED),
+                ).fetchone()
+                self._conn.execute(
+                    "UPDATE rounds SET ts_ms = mono_ms + ?, clock = ? WHERE boot = ? AND clock = ?",
                     (offset_ms, CLOCK_RESTAMPED, boot, CLOCK_UNSYNCED),
                 )
         except sqlite3.Error as err:
             raise BufferError(f"cannot update the buffer {self.path}: {err}") from err
-        return cursor.rowcount
+        return int(fixed)
 
     @property
     def count(self) -> int:
-        """Rows in the buffer, kept in memory: no query."""
+        """Readings in the buffer, kept in memory: no query."""
         return self._count
 
     def stats(self) -> BufferStats:
         oldest = self._conn.execute(
-            "SELECT seq, ts_ms FROM readings ORDER BY seq LIMIT 1"
-        ).fetchone()
-        row = self._conn.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'readings'"
+            "SELECT first_seq, ts_ms FROM rounds ORDER BY first_seq LIMIT 1"
         ).fetchone()
         return BufferStats(
             count=self._count,
-            last_seq=int(row[0]) if row else 0,
+            last_seq=self._last_seq,
             oldest_seq=oldest[0] if oldest else None,
             oldest_ts_ms=oldest[1] if oldest else None,
             dropped_total=self._meta_int("dropped"),
@@ -403,6 +557,63 @@ class Buffer:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+        return
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is not None and isinstance(row[0], int) and row[0] > SCHEMA_VERSION:
+        raise BufferError(
+            f"the buffer {path} was written by a newer village-agent (buffer schema {row[0]}, "
+            f"this one reads up to {SCHEMA_VERSION}); install that version again, or export the "
+            "readings with it before going back"
+        )
+
+
+def _convert_schema_1(conn: sqlite3.Connection) -> None:
+    """Turn a schema 1 file (a row per reading) into rounds, in one transaction, keeping every
+    reading's seq and the last seq ever assigned."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'readings'").fetchone():
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
+        last = int(row[0]) if row else 0
+        pending: list[tuple[int, int, float, int, int, int, int]] = []
+
+        def flush() -> None:
+            if pending:
+                ts_ms, mono_ms, boot, clock = pending[0][3:]
+                conn.execute(
+                    _INSERT_ROUND,
+                    _Round(
+                        seqs=tuple(p[0] for p in pending),
+                        series=tuple(p[1] for p in pending),
+                        values=tuple(p[2] for p in pending),
+                        ts_ms=ts_ms,
+                        mono_ms=mono_ms,
+                        boot=boot,
+                        clock=clock,
+                    ).row(),
+                )
+                pending.clear()
+
+        cursor = conn.execute(_V1_READINGS)
+        while batch := cursor.fetchmany(5000):
+            for reading in batch:
+                if pending and (reading[3:] != pending[0][3:] or len(pending) >= ROW_MAX_READINGS):
+                    flush()
+                pending.append(reading)
+        flush()
+        conn.execute("DROP TABLE readings")
+        conn.execute("DELETE FROM meta WHERE key = 'count'")  # summed from the rows now
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (last,))
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class DiskFull(BufferError):
@@ -431,15 +642,28 @@ class _Transaction:
 
 def last_seq_of(path: Path) -> int:
     """The highest seq a (possibly damaged) buffer file recorded, or 0 if it cannot be read."""
+    found = 0
+    queries = (
+        "SELECT value FROM meta WHERE key = 'last_seq'",
+        "SELECT MAX(last_seq) FROM rounds",
+        "SELECT seq FROM sqlite_sequence WHERE name = 'readings'",  # schema 1
+    )
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
-        finally:
-            conn.close()
     except sqlite3.Error:
         return 0
-    return int(row[0]) if row else 0
+    try:
+        for query in queries:
+            # Each on its own: damage to one table must not hide what another still knows.
+            try:
+                row = conn.execute(query).fetchone()
+            except sqlite3.Error:
+                continue
+            if row and isinstance(row[0], int):
+                found = max(found, row[0])
+    finally:
+        conn.close()
+    return found
 
 
 def quarantine(path: Path, now: float | None = None) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -110,13 +109,11 @@ class Daemon:
 
 def buffer_counts(state_dir: Path) -> tuple[int, int]:
     """(readings buffered, highest seq ever assigned), read as a technician's tool reads."""
-    conn = sqlite3.connect(f"file:{state_dir / 'buffer.sqlite'}?mode=ro", uri=True, timeout=5)
-    try:
-        count = conn.execute("SELECT value FROM meta WHERE key = 'count'").fetchone()
-        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
-        return (int(count[0]) if count else 0), (int(seq[0]) if seq else 0)
-    finally:
-        conn.close()
+    from agent.bufferview import BufferView  # noqa: PLC0415 - only where the buffer is read
+
+    with BufferView.open(state_dir, busy_timeout_s=5) as view, view.snapshot() as buffer:
+        stats = buffer.stats()
+    return stats.count, stats.last_seq
 
 
 def telemetry_readings(topic: str, payload: bytes) -> int:

@@ -3,8 +3,8 @@
 - payload layouts for the same realistic rounds: today's zlib JSON per round, a columnar batch
   (series listed once, seqs and times delta-coded), the same with the series table sent once per
   connection and referred to by digest, and that batched over 10 rounds;
-- disk writes per reading split by cause: the round's append, the delete after PUBACK, the
-  status.json rewrite; and what folding the delete into the next round's commit would save.
+- disk writes per reading split by cause: the round's commit (the previous round's acknowledged
+  readings deleted in it) and the status.json rewrite; and what schema 1's row per reading cost.
 Disk figures come from a child process's /proc/self/io, with the buffer on the real disk.
 """
 
@@ -86,7 +86,8 @@ def payload_rows(base: list[samples.Sample]) -> list[Row]:
 
 
 def disk_mix(state: Path, rounds: int) -> dict[str, float]:
-    """Write `rounds` rounds as the daemon does, counting write_bytes per cause."""
+    """Write `rounds` rounds as the daemon does (the previous round's acknowledged readings deleted
+    in the commit that appends the next), counting write_bytes per cause."""
     from agent.buffer import Buffer  # noqa: PLC0415
     from agent.status import write_json_atomic  # noqa: PLC0415
 
@@ -99,41 +100,49 @@ def disk_mix(state: Path, rounds: int) -> dict[str, float]:
     base = samples.template(state / "template")
     buffer = Buffer.open(state / "buffer.sqlite", site=SITE, max_readings=1_000_000)
     status = {"site": SITE, "backlog": 0, "broker_state": "connected", "pad": "x" * 600}
-    cost = {"append": 0, "delete": 0, "status": 0}
+    cost = {"round": 0, "status": 0}
     readings = 0
+    acked: range = range(0)
     for stamp, round_samples in samples.rounds(base, rounds, start_ms=1_772_400_000_000):
         before = written()
-        buffer.append(stamp, round_samples)
-        cost["append"] += written() - before
-        before = written()
-        sent = buffer.oldest(limit=500)
-        buffer.delete(r.seq for r in sent)
-        cost["delete"] += written() - before
+        appended = buffer.append(stamp, round_samples, delete=acked)
+        cost["round"] += written() - before
+        assert appended.first_seq is not None and appended.last_seq is not None
+        acked = range(appended.first_seq, appended.last_seq + 1)
         before = written()
         write_json_atomic(state / "status.json", status)
         cost["status"] += written() - before
         readings += len(round_samples)
     buffer.close()
     out = {key: value / readings for key, value in cost.items()}
-    for name, page in (("fold4096", 4096), ("fold1024", 1024)):
-        out[name] = _folded(state / f"{name}.sqlite", base, rounds, page, written) / readings
+    for name, page in (("rows1024", 1024), ("rows512", 512)):
+        out[name] = (
+            _row_per_reading(state / f"{name}.sqlite", base, rounds, page, written) / readings
+        )
     return out
 
 
-def _folded(
+# Buffer schema 1, a row per reading, kept here to show what the round-per-row layout saves.
+_ROWS_SCHEMA = """
+CREATE TABLE series (id INTEGER PRIMARY KEY, metric TEXT NOT NULL, tags TEXT NOT NULL);
+CREATE TABLE readings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, series INTEGER NOT NULL, value REAL NOT NULL,
+    ts_ms INTEGER NOT NULL, mono_ms INTEGER NOT NULL, boot INTEGER NOT NULL, clock INTEGER NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+"""
+
+
+def _row_per_reading(
     path: Path, base: list[samples.Sample], rounds: int, page_size: int, written: Any
 ) -> int:
-    """The same rounds with one commit per round: the previous round's acknowledged rows are
-    deleted in the transaction that appends the new one (still WAL, synchronous=FULL)."""
+    """The same rounds in schema 1's layout, one commit per round (still WAL, synchronous=FULL)."""
     import sqlite3  # noqa: PLC0415
-
-    from agent.buffer import _SCHEMA  # noqa: PLC0415 - the very tables the agent uses
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute(f"PRAGMA page_size={page_size}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(_SCHEMA)
+    conn.executescript(_ROWS_SCHEMA)
     conn.execute("INSERT INTO meta VALUES ('count', 0)")
     series: dict[tuple[str, str], int] = {}
     total = 0
@@ -169,16 +178,15 @@ def measure(root: Path, payloads: list[tuple[str, bytes]], *, quick: bool) -> li
         cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
     mix = json.loads(done.stdout.strip().splitlines()[-1])
-    total = mix["append"] + mix["delete"] + mix["status"]
     rows += [
         info(
-            f"disk mix ({rounds} rounds, in-process): B/reading append / delete / status",
-            f"{mix['append']:.0f} / {mix['delete']:.0f} / {mix['status']:.0f} = {total:.0f}",
+            f"disk mix ({rounds} rounds, in-process): B/reading round commit / status file",
+            f"{mix['round']:.0f} / {mix['status']:.0f}",
             "",
         ),
         info(
-            "  disk: one commit per round (delete folded in), page 4096 / 1024",
-            f"{mix['fold4096']:.0f} / {mix['fold1024']:.0f}",
+            "  disk: schema 1's row per reading instead, page 1024 / 512",
+            f"{mix['rows1024']:.0f} / {mix['rows512']:.0f}",
             "B/reading",
         ),
         info("  disk mix: took", time.monotonic() - started, "s"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from agent.bufferview import BufferView
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -158,13 +159,10 @@ class AgentProcess:
 
 def buffer_state(state_dir: Path) -> tuple[int, set[int]]:
     """(last seq ever assigned, seqs still buffered), read the way a technician's tool reads."""
-    conn = sqlite3.connect(f"file:{state_dir / 'buffer.sqlite'}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
-        remaining = {r[0] for r in conn.execute("SELECT seq FROM readings")}
-        return (int(row[0]) if row else 0), remaining
-    finally:
-        conn.close()
+    with BufferView.open(state_dir) as view, view.snapshot() as buffer:
+        stats = buffer.stats()
+        remaining = {r.seq for r in buffer.oldest(limit=stats.count + 1)}
+        return stats.last_seq, remaining
 
 
 def wait_until(predicate: Any, timeout_s: float, message: str = "") -> None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import random
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from agent.buffer import Buffer, BufferError, CorruptBuffer, DiskFull, quarantine
+from agent.buffer import (
+    Buffer,
+    BufferError,
+    CorruptBuffer,
+    DiskFull,
+    last_seq_of,
+    quarantine,
+)
 from agent.reading import Sample, Stamp
 
 SITE = "site-a"
@@ -137,8 +146,11 @@ def test_overwritten_pages_fail_the_integrity_check(tmp_path: Path) -> None:
     """Garbage written into the middle of a real buffer is caught at open."""
     path = tmp_path / "b.sqlite"
     buffer = _open(path, max_readings=100_000)
+    rng = random.Random(3)
     for _ in range(50):
-        buffer.append(_stamp(), _samples(100))
+        # Random values: the rows are compressed, and a file of only zeros and counters is small.
+        samples = [Sample(metric="m", value=rng.random(), tags={}) for _ in range(100)]
+        buffer.append(_stamp(), samples)
     buffer.close()
     data = bytearray(path.read_bytes())
     assert len(data) > 8 * 4096
@@ -178,3 +190,132 @@ def test_the_file_is_in_wal_mode(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     assert buffer.integrity_ok()
+
+
+def test_acknowledgements_that_cut_through_rounds_keep_the_rest(tmp_path: Path) -> None:
+    """Messages need not end where rounds end, and acks may come out of order: a round loses
+    exactly the acknowledged readings, holes included, and keeps the others with their stamp."""
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path)
+    buffer.append(_stamp(ts_ms=1000), _samples(10))
+    buffer.append(_stamp(ts_ms=2000), _samples(10))
+    assert buffer.delete([4, 5, 6]) == 3  # a hole in the first round
+    assert buffer.delete(range(9, 14)) == 5  # the end of one round and the start of the next
+    expected = [1, 2, 3, 7, 8, 14, 15, 16, 17, 18, 19, 20]
+    assert [r.seq for r in buffer.oldest(limit=100)] == expected
+    assert [r.value for r in buffer.oldest(limit=3)] == [0.0, 1.0, 2.0]
+    assert {r.seq: r.ts_ms for r in buffer.oldest(limit=100)}[8] == 1000
+    assert [r.seq for r in buffer.oldest(after_seq=4, limit=3)] == [7, 8, 14]
+    buffer.close()
+    buffer = _open(path)
+    assert buffer.stats().count == len(expected)
+    assert buffer.stats().oldest_seq == 1
+    assert buffer.delete([1, 2, 3, 7, 8]) == 5
+    assert buffer.stats().oldest_seq == 14
+
+
+def test_random_operations_agree_with_a_plain_model(tmp_path: Path) -> None:
+    """Appends, deletes of random seq sets, bound drops and paging, checked against a dict."""
+    rng = random.Random(7)
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path, max_readings=150)
+    model: dict[int, float] = {}
+    dropped = given = 0
+    for step in range(300):
+        action = rng.random()
+        if action < 0.5:
+            n = rng.randint(1, 40)
+            samples = [Sample(metric="m", value=float(step * 100 + i), tags={}) for i in range(n)]
+            acked = rng.sample(sorted(model), k=min(len(model), rng.randint(0, 30)))
+            appended = buffer.append(_stamp(ts_ms=step), samples, delete=acked)
+            for seq in acked:
+                del model[seq]
+            assert appended.first_seq == given + 1  # never reused, also across reopens
+            given = appended.last_seq
+            for i in range(n):
+                model[appended.first_seq + i] = float(step * 100 + i)
+            over = max(0, len(model) - 150)
+            for seq in sorted(model)[:over]:
+                del model[seq]
+            assert appended.dropped == over
+            dropped += over
+        elif action < 0.8 and model:
+            start = rng.choice(sorted(model))
+            seqs = [s for s in range(start, start + rng.randint(1, 60)) if rng.random() < 0.8]
+            assert buffer.delete(seqs) == len(set(seqs) & set(model))
+            for seq in seqs:
+                model.pop(seq, None)
+        else:
+            after = rng.randint(0, buffer.stats().last_seq + 1)
+            limit = rng.randint(1, 80)
+            want = [s for s in sorted(model) if s > after][:limit]
+            assert [r.seq for r in buffer.oldest(after_seq=after, limit=limit)] == want
+        if step % 50 == 0:
+            buffer.close()
+            buffer = _open(path, max_readings=150)
+        assert buffer.count == len(model)
+    got = {r.seq: r.value for r in buffer.oldest(limit=1000)}
+    assert got == model
+    assert buffer.stats().dropped_total == dropped
+    assert buffer.stats().oldest_seq == min(model)
+
+
+_SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE series (
+    id INTEGER PRIMARY KEY, metric TEXT NOT NULL, tags TEXT NOT NULL, UNIQUE (metric, tags));
+CREATE TABLE boots (id INTEGER PRIMARY KEY, boot_id TEXT NOT NULL UNIQUE);
+CREATE TABLE readings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, series INTEGER NOT NULL, value REAL NOT NULL,
+    ts_ms INTEGER NOT NULL, mono_ms INTEGER NOT NULL, boot INTEGER NOT NULL, clock INTEGER NOT NULL);
+INSERT INTO meta VALUES ('site', 'site-a'), ('schema', 1), ('count', 5), ('dropped', 2);
+INSERT INTO series VALUES (1, 'latency.rtt_avg_ms', '{"target":"1.1.1.1"}'), (2, 'uptime.system_s', '{}');
+INSERT INTO boots VALUES (1, 'boot-0'), (2, 'boot-1');
+INSERT INTO readings VALUES (3, 1, 612.5, 1000, 10, 1, 0), (4, 2, 86400, 1000, 10, 1, 0),
+    (7, 1, 598.25, 61000, 70, 1, 2), (8, 2, 86460, 61000, 70, 1, 2), (9, 1, 601.0, 5000, 5, 2, 1);
+INSERT INTO readings VALUES (12, 2, 1, 1, 1, 2, 1);
+DELETE FROM readings WHERE seq = 12;
+"""
+
+
+def test_a_schema_1_file_is_converted_with_every_reading_and_its_seq(tmp_path: Path) -> None:
+    """A gateway upgraded with a backlog keeps it: same seqs, values, stamps and clock state, and
+    numbering continues after the highest seq schema 1 ever gave (12, deleted since)."""
+    path = tmp_path / "b.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_1)
+    conn.close()
+    buffer = _open(path)
+    readings = buffer.oldest(limit=10)
+    assert [
+        (r.seq, r.metric, r.value, r.ts_ms, r.mono_ms, r.boot_id, r.synced) for r in readings
+    ] == [
+        (3, "latency.rtt_avg_ms", 612.5, 1000, 10, "boot-0", False),
+        (4, "uptime.system_s", 86400.0, 1000, 10, "boot-0", False),
+        (7, "latency.rtt_avg_ms", 598.25, 61000, 70, "boot-0", True),
+        (8, "uptime.system_s", 86460.0, 61000, 70, "boot-0", True),
+        (9, "latency.rtt_avg_ms", 601.0, 5000, 5, "boot-1", True),
+    ]
+    assert readings[0].tags == {"target": "1.1.1.1"}
+    stats = buffer.stats()
+    assert (stats.count, stats.last_seq, stats.dropped_total) == (5, 12, 2)
+    assert buffer.append(_stamp(), _samples(1)).first_seq == 13
+    buffer.close()
+    conn = sqlite3.connect(path)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "readings" not in tables
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == 2
+    conn.close()
+    assert last_seq_of(path) == 13
+
+
+def test_a_file_from_a_newer_agent_is_refused_untouched(tmp_path: Path) -> None:
+    """Going back to an older agent must not reinterpret a layout it does not know."""
+    path = tmp_path / "b.sqlite"
+    _open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meta SET value = 3 WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(BufferError, match="newer village-agent"):
+        _open(path)

@@ -35,6 +35,7 @@ from faults import (
 )
 from mqtt_broker import Broker, BrokerFactory, TlsSetup
 
+from agent.buffer import BufferError
 from agent.config import load_config
 from simulator.collector import Collector
 
@@ -256,7 +257,7 @@ def test_hundred_random_kill_9_lose_nothing(tmp_path: Path, broker: Broker) -> N
             if connected_at is not None:
                 starts.append((connected_at, held, exposed))
                 _quiet(collector)  # the broker passes on what this one sent before it died
-            with contextlib.suppress(sqlite3.Error):  # killed before the buffer existed
+            with contextlib.suppress(BufferError):  # killed before the buffer existed
                 held = buffer_state(agent.state_dir)[1]
                 exposed = held & collector.seqs(SITE)
             assert len(exposed) <= window, sorted(exposed)
