@@ -148,6 +148,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EX_CANTCREAT
     start = classify_start(marker, boot_id)
+    if config.status_dir is not None:
+        try:
+            config.status_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            # Only `status` and `diag` miss it: measuring and buffering go on.
+            log.warning(
+                "status_dir_unusable",
+                status_dir=str(config.status_dir),
+                error=err.strerror,
+                advice="create it writable by the agent's user (systemd: RuntimeDirectory=)",
+            )
     try:
         buffer, start_samples = open_buffer(config, now=clock.wall())
     except BufferError as err:

@@ -123,7 +123,7 @@ def open_buffer(
         moved = quarantine(path, now)
         # seq must never be reused, or the collector's (site, seq) dedupe would drop new readings
         # as repeats: continue after the highest seq the damaged file or the status file knew.
-        seed = max(last_seq_of(moved), last_seq_in_status(config.state_dir))
+        seed = max(last_seq_of(moved), last_seq_in_status(status_path(config)))
         log.error(
             "buffer_corrupt_quarantined", error=str(err), moved_to=str(moved), seq_continues=seed
         )
@@ -137,10 +137,15 @@ def open_buffer(
         return buffer, [event]
 
 
-def last_seq_in_status(state_dir: Path) -> int:
-    data = read_json(state_dir / STATUS_FILE) or {}
+def last_seq_in_status(status_file: Path) -> int:
+    data = read_json(status_file) or {}
     value = data.get("last_seq")
     return value if isinstance(value, int) else 0
+
+
+def status_path(config: Config) -> Path:
+    """Where the daemon keeps its status snapshot and `status`/`diag` read it."""
+    return (config.status_dir or config.state_dir) / STATUS_FILE
 
 
 def buffer_path(state_dir: Path) -> Path:
@@ -209,7 +214,7 @@ def build_agent(
         buffer=buffer,
         shipper=shipper,
         events=link,
-        state_dir=config.state_dir,
+        status_file=status_path(config),
         trust_wall_clock=config.clock.trust_wall_clock,
         start_samples=start_samples,
         config_digest=config_digest(config),

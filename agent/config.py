@@ -245,7 +245,14 @@ class Config:
     site_id: str = field(
         metadata=meta("the site's id: lower-case letters, digits, dashes", _site_id)
     )
-    state_dir: Path = field(metadata=meta("buffer and status file live here"))
+    state_dir: Path = field(metadata=meta("the buffer and the run marker live here"))
+    status_dir: Path | None = field(
+        default=None,
+        metadata=meta(
+            "the status file, rewritten every round, lives here: a tmpfs such as "
+            "/run/village-agent spares the SD card (default: state_dir)"
+        ),
+    )
     interval_s: float = field(metadata=meta("base measurement interval, seconds", _at_least(0.1)))
     broker: BrokerConfig = field(metadata=meta("the provincial collector"))
     latency: LatencyConfig = field(default_factory=LatencyConfig, metadata=meta("round trips"))
@@ -389,7 +396,11 @@ def parse_config(text: str, file: Path) -> Config:
     broker = _resolve_broker(base, config.broker)
     lan = replace(config.lan, leases_file=_resolve(base, config.lan.leases_file))
     config = replace(
-        config, broker=broker, lan=lan, state_dir=_resolve(base, config.state_dir) or base
+        config,
+        broker=broker,
+        lan=lan,
+        state_dir=_resolve(base, config.state_dir) or base,
+        status_dir=_resolve(base, config.status_dir),
     )
     problems += _file_problems(config)
     if problems:

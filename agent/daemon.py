@@ -24,7 +24,7 @@ from agent.probes.base import Probe
 from agent.probes.uptime import BackhaulTracker
 from agent.reading import Sample, Stamp
 from agent.shipper import Shipper
-from agent.status import STATUS_FILE, write_json_atomic
+from agent.status import write_json_atomic
 
 log = structlog.get_logger("agent")
 
@@ -87,7 +87,7 @@ class Agent:
         buffer: Buffer,
         shipper: Shipper,
         events: EventSource,
-        state_dir: Path,
+        status_file: Path,
         trust_wall_clock: bool = False,
         start_samples: Sequence[Sample] = (),
         config_digest: str = "",
@@ -99,7 +99,7 @@ class Agent:
         self.buffer = buffer
         self.shipper = shipper
         self._events = events
-        self._state_dir = state_dir
+        self._status_file = status_file
         self._trust_wall_clock = trust_wall_clock
         self._backhaul = BackhaulTracker(clock)
         self._synced = False
@@ -304,7 +304,7 @@ class Agent:
 
     def write_status(self) -> None:
         try:
-            write_json_atomic(self._state_dir / STATUS_FILE, self.status())
+            write_json_atomic(self._status_file, self.status())
         except OSError as err:
             if not self._status_failing:
                 log.warning("status_write_failed", error=str(err))

@@ -15,8 +15,9 @@ from typing import Any, Literal
 from agent.buffer import BufferError
 from agent.bufferview import Backlog, BufferView, NoBuffer
 from agent.clock import read_boot_id
+from agent.compose import status_path
 from agent.config import Config
-from agent.status import RUN_MARKER, STATUS_FILE, read_json
+from agent.status import RUN_MARKER, read_json
 
 EX_RUNNING = 0
 EX_NOT_RUNNING = 3  # LSB's "program is not running", as `systemctl status` uses it
@@ -44,21 +45,25 @@ def _pid_alive(proc: Path, pid: object) -> bool:
 
 def daemon_state(
     state_dir: Path,
+    status_file: Path,
     *,
     interval_s: float,
     now: float,
     proc: Path = Path("/proc"),
     boot_id: str | None = None,
 ) -> DaemonState:
-    """Judge from `state_dir/status.json`: `running` (pid alive, this boot, status fresh), `stale`
-    (pid alive but the status is old: hung, or the pid was reused), `stopped`, or `never`."""
-    status = read_json(state_dir / STATUS_FILE)
+    """Judge from the status file: `running` (pid alive, this boot, status fresh), `stale` (pid
+    alive but the status is old: hung, or the pid was reused), `stopped`, or `never`."""
+    status = read_json(status_file)
+    marker = read_json(state_dir / RUN_MARKER)
     if status is None:
-        return DaemonState(state="never", status=None, age_s=None)
+        # A status file on a tmpfs is gone after a reboot; the run marker on the card is not.
+        state: State = "never" if marker is None else "stopped"
+        return DaemonState(state=state, status=None, age_s=None)
+    marker = marker or {}
     updated = status.get("updated_at")
     age = now - updated if isinstance(updated, int | float) else None
     this_boot = boot_id or read_boot_id(proc / "sys/kernel/random/boot_id")
-    marker = read_json(state_dir / RUN_MARKER) or {}
     # A clean stop marks run.json before the process is gone: it is stopping, not running.
     stopped_cleanly = marker.get("clean") is True and marker.get("pid") == status.get("pid")
     other_boot = status.get("boot_id") not in (None, this_boot)
@@ -105,7 +110,9 @@ def _since(now: float, ts: object) -> float | None:
 def report(config: Config, *, now: float | None = None) -> dict[str, Any]:
     """Everything `status` shows, as one JSON-ready object."""
     now = time.time() if now is None else now
-    judged = daemon_state(config.state_dir, interval_s=config.interval_s, now=now)
+    judged = daemon_state(
+        config.state_dir, status_path(config), interval_s=config.interval_s, now=now
+    )
     status = judged.status or {}
     backlog = read_backlog(config.state_dir)
     out: dict[str, Any] = {
@@ -146,8 +153,12 @@ _HEADLINES = {
 
 def render_text(out: dict[str, Any]) -> str:
     """The report for a person at a console."""
-    lines = [f"{_HEADLINES[out['daemon']]}  (site {out['site']}, {out['state_dir']})"]
-    if out["daemon"] != "never":
+    reported = out["pid"] is not None
+    headline = _HEADLINES[out["daemon"]]
+    if out["daemon"] == "stopped" and not reported:
+        headline = "village-agent is NOT running: it has not run since the gateway started"
+    lines = [f"{headline}  (site {out['site']}, {out['state_dir']})"]
+    if reported:
         up = out["uptime_s"]
         uptime = "-" if up is None else _ago(up).removesuffix(" ago")
         lines += [
@@ -166,7 +177,7 @@ def render_text(out: dict[str, Any]) -> str:
             age += " (taken before the clock synced: time not trusted)"
         lines.append(f"  backlog            {out['backlog']} readings unsent, oldest {age}")
     lines.append(f"  readings dropped   {out['dropped_total'] or 0}")
-    if out["daemon"] != "never":
+    if reported:
         lines.append(f"  last error         {out['last_error'] or '-'}")
     if out["daemon"] != "running":
         lines.append("  next: systemctl status village-agent; journalctl -u village-agent -n 50")

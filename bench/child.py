@@ -24,10 +24,12 @@ def write_config(
     broker_url: str,
     interval_s: float,
     state_dir: Path,
+    status_dir: Path | None = None,
     broker: dict[str, Any] | None = None,
 ) -> Path:
     """The sample config's settings, pointed at loopback: the latency probe pings 127.0.0.1 with
-    the default count and spacing, the DNS probe has no name to resolve, no LAN interface."""
+    the default count and spacing, the DNS probe has no name to resolve, no LAN interface. Give
+    `status_dir` on tmpfs, as the sample config's /run/village-agent is."""
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "site_id": SITE,
@@ -38,6 +40,8 @@ def write_config(
         "dns": {"names": []},
         "buffer": {"min_free_mb": 1},
     }
+    if status_dir is not None:
+        config["status_dir"] = str(status_dir)
     path = directory / "agent.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -50,6 +54,8 @@ class Daemon:
     def __init__(self, config: Path, state_dir: Path, log_path: Path) -> None:
         self.state_dir = state_dir
         self.log_path = log_path
+        status_dir = yaml.safe_load(config.read_text()).get("status_dir") or state_dir
+        self._status_file = Path(status_dir) / "status.json"
         self._notify_path = config.parent / "notify.sock"
         self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._notify_path.unlink(missing_ok=True)
@@ -92,7 +98,7 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         try:
-            data = json.loads((self.state_dir / "status.json").read_text())
+            data = json.loads(self._status_file.read_text())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}

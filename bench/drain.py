@@ -38,7 +38,9 @@ def measure(broker: Broker, root: Path, logs: Path, *, quick: bool) -> list[Row]
     state = root / "state"
     base = samples.template(root / "template")
     filled, fill_s = fill(state, base, BACKLOG)
-    config = write_config(root, broker_url=broker.url(), interval_s=3600, state_dir=state)
+    config = write_config(
+        root, broker_url=broker.url(), interval_s=3600, state_dir=state, status_dir=logs / "status"
+    )
     counter = Counter(broker.port, f"{PREFIX}/#", telemetry_readings)
     daemon = Daemon(config, state, logs / "agent-drain.log")
     peak = 0

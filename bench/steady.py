@@ -33,7 +33,13 @@ class Steady:
 def _idle(broker: Broker, root: Path, logs: Path, idle_s: float) -> tuple[float, float, int]:
     """(seconds to READY, idle CPU seconds per second, RSS kB when idle)."""
     state = root / "start" / "state"
-    config = write_config(root / "start", broker_url=broker.url(), interval_s=3600, state_dir=state)
+    config = write_config(
+        root / "start",
+        broker_url=broker.url(),
+        interval_s=3600,
+        state_dir=state,
+        status_dir=logs / "status-start",
+    )
     daemon = Daemon(config, state, logs / "agent-start.log")
     try:
         ready_s = daemon.wait_ready()
@@ -54,7 +60,11 @@ def measure(broker: Broker, root: Path, logs: Path, *, quick: bool) -> Steady:
     counter = Counter(broker.port, f"{PREFIX}/#", telemetry_readings)
     state = root / "work" / "state"
     config = write_config(
-        root / "work", broker_url=broker.url(relay.port), interval_s=interval_s, state_dir=state
+        root / "work",
+        broker_url=broker.url(relay.port),
+        interval_s=interval_s,
+        state_dir=state,
+        status_dir=logs / "status-work",
     )
     daemon = Daemon(config, state, logs / "agent-work.log")
     try:

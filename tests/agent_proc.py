@@ -69,7 +69,9 @@ class AgentProcess:
         self.config = config
         self._env = dict(env or {})
         self._prefix = list(prefix)
-        self.state_dir = Path(yaml.safe_load(config.read_text())["state_dir"])
+        loaded = yaml.safe_load(config.read_text())
+        self.state_dir = Path(loaded["state_dir"])
+        self.status_file = Path(loaded.get("status_dir") or self.state_dir) / "status.json"
         self.log_path = config.parent / "agent.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -128,7 +130,7 @@ class AgentProcess:
         """This process's status file, or {} until it wrote one: a file left by an earlier
         process in the same state_dir does not count."""
         try:
-            data = json.loads((self.state_dir / "status.json").read_text())
+            data = json.loads(self.status_file.read_text())
         except (OSError, ValueError):
             return {}
         if not isinstance(data, dict) or self._proc is None or data.get("pid") != self._proc.pid:

@@ -60,6 +60,24 @@ def test_running_daemon_reports_broker_backlog_and_rounds(tmp_path: Path, broker
     assert "NOT running" in text
 
 
+def test_status_on_a_tmpfs_survives_being_wiped_by_a_reboot(tmp_path: Path, broker: Broker) -> None:
+    """With `status_dir` (the service's /run/village-agent) the file lives there and not on the
+    card; a reboot empties it, and `status` then says stopped, not "never ran"."""
+    run_dir = tmp_path / "run" / "village-agent"  # created by the daemon, as RuntimeDirectory= does
+    config = write_config(tmp_path, broker_url=broker.url(), extra={"status_dir": str(run_dir)})
+    with AgentProcess(config) as agent:
+        agent.wait_status("last_ack_at", lambda v: v is not None)
+        assert (run_dir / "status.json").is_file()
+        assert not (agent.state_dir / "status.json").exists()
+        code, report, _ = _status(config)
+        assert (code, report["daemon"], report["pid"]) == (0, "running", agent.pid)
+        assert agent.terminate() == 0
+    (run_dir / "status.json").unlink()
+    code, report, text = _status(config)
+    assert (code, report["daemon"]) == (3, "stopped")
+    assert "never" not in text
+
+
 def test_unreachable_broker_shows_backlog_growing_and_the_error(tmp_path: Path) -> None:
     """A daemon that cannot reach its broker: status shows the backlog, its age, and the last error."""
     config = write_config(tmp_path, broker_url="mqtt://127.0.0.1:9", interval_s=0.2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.bufferview import Backlog
+from agent.compose import status_path
 from agent.diag.base import Arg, CheckResult, DiagInputs, Earlier, needs_config, result
 from agent.statuscmd import daemon_state, fresh_within_s, read_backlog
 
@@ -62,7 +63,11 @@ def check_service(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> Ch
     if config is None:
         return needs_config("service")
     judged = daemon_state(
-        config.state_dir, interval_s=config.interval_s, now=inputs.clock.wall(), proc=inputs.proc
+        config.state_dir,
+        status_path(config),
+        interval_s=config.interval_s,
+        now=inputs.clock.wall(),
+        proc=inputs.proc,
     )
     status = judged.status or {}
     age = "-" if judged.age_s is None else f"{max(0.0, judged.age_s):.0f}"
