@@ -86,11 +86,18 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     return value
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer literal beyond a float's range, such as 1 and 400 zeros
+        return False
+
+
 def _decode_reading(obj: object, where: str) -> Reading:
     if not isinstance(obj, dict):
         raise PayloadError(f"{where}: a reading must be an object")
     value = _field(obj, "value", (int, float), where)
-    if not math.isfinite(value):
+    if not _finite(value):
         raise PayloadError(f"{where}: 'value' must be a finite number")
     tags = _field(obj, "tags", dict, where)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
@@ -115,7 +122,8 @@ def decode_telemetry(payload: bytes) -> Batch:
     raw = _inflate(payload)
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    # ValueError covers bad UTF-8, bad JSON, and integers longer than Python's 4300-digit limit.
+    except (ValueError, RecursionError) as err:
         raise PayloadError(f"not valid JSON: {err}") from err
     if not isinstance(body, dict):
         raise PayloadError("the payload must be a JSON object")

@@ -76,6 +76,12 @@ def test_compression_pays_for_itself_on_a_round() -> None:
             b'"value": 1, "tags": {"a": 1}}]}',
             "strings",
         ),
+        (
+            b'{"schema": 1, "site": "a", "readings": [{"seq": 1, "ts": 1, "metric": "m", '
+            b'"value": 1' + b"0" * 400 + b', "tags": {}}]}',
+            "finite",
+        ),
+        (b'{"schema": 1, "site": "a", "readings": [' + b"1" * 5000 + b"]}", "not valid JSON"),
         (zlib.compress(b"{" + b" " * 10_000_000 + b"}"), "inflates to more than"),
     ],
 )
