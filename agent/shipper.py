@@ -187,7 +187,7 @@ class Shipper:
             readings = [r for r in readings if r.seq not in done][: self._batch_max]
             if not readings:
                 break
-            payload = encode_telemetry(self._site, readings, compress=self._compress)
+            payload = encode_telemetry(self._site, readings, compress=self._compress, schema=1)
             handle = self._link.publish(self._topic, payload)
             if handle is None:
                 break

@@ -98,7 +98,7 @@ def export_buffer(state_dir: Path, out: Path, *, now: float, clock_synced: bool)
                 with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed:
                     packed.write(json.dumps(header).encode("utf-8") + b"\n")
                     for page in _pages(buffer):
-                        packed.write(encode_telemetry(site, page, compress=False) + b"\n")
+                        packed.write(encode_telemetry(site, page, compress=False, schema=1) + b"\n")
                         written += len(page)
                         last = page[-1].seq
                 raw.flush()
@@ -259,7 +259,9 @@ def import_export(
                 if batch is None:
                     exhausted = True
                     break
-                payload = encode_telemetry(site, batch, compress=config.broker.compression)
+                payload = encode_telemetry(
+                    site, batch, compress=config.broker.compression, schema=1
+                )
                 handle = link.publish(f"{prefix}/{site}/telemetry", payload)
                 if handle is None:
                     resend.appendleft(batch)

@@ -73,7 +73,7 @@ def payload_rows(base: list[samples.Sample]) -> list[Row]:
     def per_reading(messages: list[bytes]) -> float:
         return (sum(len(m) for m in messages) + TOPIC_BYTES * len(messages)) / count
 
-    today = [encode_telemetry(SITE, batch) for batch in rounds]
+    today = [encode_telemetry(SITE, batch, schema=1) for batch in rounds]
     col = [columnar(SITE, [b], table_digest=False) for b in rounds]
     ref = [columnar(SITE, [b], table_digest=True) for b in rounds]
     ref10 = [columnar(SITE, rounds[i : i + 10], table_digest=True) for i in range(0, 60, 10)]
