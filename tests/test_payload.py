@@ -249,6 +249,30 @@ def test_a_payload_needing_another_dictionary_is_refused_by_name() -> None:
         decode_telemetry(payload[:4])
 
 
+def test_the_readme_reader_agrees_with_decode_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python reader the README gives collectors inflates both schemas and reads schema 2
+    into the very readings decode_telemetry gives."""
+    readme = (SCHEMA_DIR.parent.parent / "README.md").read_text()
+    block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    code = "\n".join(line[2:] for line in block.splitlines())
+    monkeypatch.chdir(SCHEMA_DIR)  # the reader opens telemetry-2.zdict by its name
+    reader: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), reader)  # noqa: S102 - our own documentation
+    old = [replace(r, boot_id="b0") for r in _round(1, 0, synced=False)]
+    readings = old + _round(6, 1) + _round(11, 2)[2:] + [replace(_reading(99), ts_ms=5)]
+    for schema in (1, 2):
+        for compress in (True, False):
+            payload = encode_telemetry("site-a", readings, schema=schema, compress=compress)
+            assert reader["body"](payload)["schema"] == schema
+    payload = encode_telemetry("site-a", readings)
+    expected = [
+        {"seq": r.seq, "ts": r.ts_ms, "metric": r.metric, "value": r.value, "tags": dict(r.tags),
+         "boot": r.boot_id, "mono": r.mono_ms, "synced": r.synced}
+        for r in decode_telemetry(payload).readings
+    ]  # fmt: skip
+    assert list(reader["readings"](reader["body"](payload))) == expected
+
+
 # -- bad messages ---------------------------------------------------------------------------------
 def _with_dictionary(raw: bytes) -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT)
