@@ -203,6 +203,7 @@ def build_agent(
         batch_max=config.broker.batch_max_readings,
         window=config.broker.inflight_max,
         compress=config.broker.compression,
+        payload_schema=config.broker.payload_schema,
         event_topic=event_topic(config),
         retry_rejected_s=config.broker.rejected_retry_s,
     )

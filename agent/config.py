@@ -70,6 +70,12 @@ def _broker_url(value: str) -> str | None:
     return None
 
 
+def _payload_schema(value: int) -> str | None:
+    if value in (1, 2):
+        return None
+    return f"expected 1 or 2 (the telemetry payload layouts), got {value}"
+
+
 def _topic_prefix(value: str) -> str | None:
     if _TOPIC_BAD.search(value) or value.startswith("/") or value.endswith("/"):
         return f"{value!r} is not a usable topic prefix: no '#', '+', leading or trailing '/'"
@@ -95,6 +101,12 @@ class BrokerConfig:
     )
     keepalive_s: int = field(default=60, metadata=meta("MQTT keepalive", _at_least(5)))
     compression: bool = field(default=True, metadata=meta("zlib-compress telemetry payloads"))
+    payload_schema: int = field(
+        default=2,
+        metadata=meta(
+            "telemetry layout: 2 (compact), or 1 for collectors that read only 1", _payload_schema
+        ),
+    )
     batch_max_readings: int = field(default=500, metadata=meta("readings per message", _positive))
     inflight_max: int = field(default=4, metadata=meta("messages awaiting PUBACK", _positive))
     reconnect_min_s: float = field(default=2.0, metadata=meta("first reconnect delay", _positive))

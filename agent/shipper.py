@@ -61,6 +61,7 @@ class Shipper:
         batch_max: int,
         window: int,
         compress: bool,
+        payload_schema: int,
         retry_rejected_s: float = 60.0,
         event_topic: str | None = None,
     ) -> None:
@@ -71,6 +72,7 @@ class Shipper:
         self._batch_max = batch_max
         self._window = window
         self._compress = compress
+        self._payload_schema = payload_schema
         self._retry_rejected_s = retry_rejected_s
         self._event_topic = event_topic
         self._flights: dict[tuple[int, int], _Flight] = {}
@@ -187,7 +189,9 @@ class Shipper:
             readings = [r for r in readings if r.seq not in done][: self._batch_max]
             if not readings:
                 break
-            payload = encode_telemetry(self._site, readings, compress=self._compress)
+            payload = encode_telemetry(
+                self._site, readings, compress=self._compress, schema=self._payload_schema
+            )
             handle = self._link.publish(self._topic, payload)
             if handle is None:
                 break

@@ -4,7 +4,9 @@ The export file is gzip-compressed text, one JSON object per line. Line 1 is a h
   {"format": "village-agent-buffer-export", "version": 1, "site", "count", "first_seq",
    "exported_at", "clock_synced", "agent_version"}
 Every following line is one telemetry payload of the MQTT contract (uncompressed `encode_telemetry`
-JSON, at most 500 readings), so any consumer of the contract can read it with `zcat`.
+JSON, at most 500 readings), so any consumer of the contract can read it with `zcat`. Export writes
+schema 1, which every consumer reads (gzip already takes out what schema 2 would save); import reads
+lines of either schema and publishes in the configured `broker.payload_schema`.
 
 Export reads the buffer read-only in one read transaction (a consistent snapshot while the daemon keeps
 running) and writes the file atomically. It deletes nothing: when the backhaul returns the daemon may
@@ -98,7 +100,7 @@ def export_buffer(state_dir: Path, out: Path, *, now: float, clock_synced: bool)
                 with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed:
                     packed.write(json.dumps(header).encode("utf-8") + b"\n")
                     for page in _pages(buffer):
-                        packed.write(encode_telemetry(site, page, compress=False) + b"\n")
+                        packed.write(encode_telemetry(site, page, compress=False, schema=1) + b"\n")
                         written += len(page)
                         last = page[-1].seq
                 raw.flush()
@@ -259,7 +261,12 @@ def import_export(
                 if batch is None:
                     exhausted = True
                     break
-                payload = encode_telemetry(site, batch, compress=config.broker.compression)
+                payload = encode_telemetry(
+                    site,
+                    batch,
+                    compress=config.broker.compression,
+                    schema=config.broker.payload_schema,
+                )
                 handle = link.publish(f"{prefix}/{site}/telemetry", payload)
                 if handle is None:
                     resend.appendleft(batch)

@@ -1,6 +1,8 @@
 """Experiments that show where the bytes go, to choose improvements by number:
 
-- payload layouts for the same realistic rounds: today's zlib JSON per round, a columnar batch
+- payload layouts for the same realistic rounds: schema 1 (zlib JSON, an object per reading) per
+  round and in 500-reading drain batches; the shipped schema 2 (agent/payload2.py) the same two
+  ways, with its preset dictionary and without; the experiments that led to it: a columnar batch
   (series listed once, seqs and times delta-coded), the same with the series table sent once per
   connection and referred to by digest, and that batched over 10 rounds;
 - disk writes per reading split by cause: the round's commit (the previous round's acknowledged
@@ -27,6 +29,7 @@ from bench.child import PREFIX, SITE
 from bench.table import Row, info
 
 TOPIC_BYTES = len(f"{PREFIX}/{SITE}/telemetry")
+DRAIN_BATCH = 500  # broker.batch_max_readings: what a backlog drain puts in one message
 
 
 def _readings(base: list[samples.Sample], rounds: int) -> list[list[Reading]]:
@@ -73,16 +76,38 @@ def payload_rows(base: list[samples.Sample]) -> list[Row]:
     def per_reading(messages: list[bytes]) -> float:
         return (sum(len(m) for m in messages) + TOPIC_BYTES * len(messages)) / count
 
-    today = [encode_telemetry(SITE, batch) for batch in rounds]
+    flat = [r for batch in rounds for r in batch]
+    drains = [flat[i : i + DRAIN_BATCH] for i in range(0, len(flat), DRAIN_BATCH)]
+
+    def schema_2_plain_zlib(batch: Sequence[Reading]) -> bytes:
+        return zlib.compress(encode_telemetry(SITE, batch, compress=False), 9)
+
+    today = [encode_telemetry(SITE, batch, schema=1) for batch in rounds]
+    today_drain = [encode_telemetry(SITE, batch, schema=1) for batch in drains]
     col = [columnar(SITE, [b], table_digest=False) for b in rounds]
     ref = [columnar(SITE, [b], table_digest=True) for b in rounds]
     ref10 = [columnar(SITE, rounds[i : i + 10], table_digest=True) for i in range(0, 60, 10)]
+    two = [encode_telemetry(SITE, batch) for batch in rounds]
+    two_plain = [schema_2_plain_zlib(batch) for batch in rounds]
+    two_drain = [encode_telemetry(SITE, batch) for batch in drains]
+    two_drain_plain = [schema_2_plain_zlib(batch) for batch in drains]
+    per_round = f"{len(flat) / len(rounds):.0f} readings"
     return [
-        info("layout: today's zlib JSON, one message per round", per_reading(today), "B/reading"),
+        info(f"layout: schema 1 (today), one message per round ({per_round})", per_reading(today),
+             "B/reading"),
+        info(f"  schema 1, {DRAIN_BATCH}-reading drain batches", per_reading(today_drain),
+             "B/reading"),
+        info("layout: schema 2 (shipped), one message per round", per_reading(two), "B/reading"),
+        info("  schema 2, one message per round, zlib without the dictionary",
+             per_reading(two_plain), "B/reading"),
+        info(f"  schema 2, {DRAIN_BATCH}-reading drain batches", per_reading(two_drain),
+             "B/reading"),
+        info(f"  schema 2, {DRAIN_BATCH}-reading drain batches, without the dictionary",
+             per_reading(two_drain_plain), "B/reading"),
         info("layout: columnar, series listed per message", per_reading(col), "B/reading"),
         info("layout: columnar, series table by digest", per_reading(ref), "B/reading"),
         info("layout: columnar by digest, 10 rounds per message", per_reading(ref10), "B/reading"),
-    ]
+    ]  # fmt: skip
 
 
 def disk_mix(state: Path, rounds: int) -> dict[str, float]:

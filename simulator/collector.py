@@ -5,6 +5,8 @@ twice is a duplicate (allowed, bounded by the in-flight window). The end-to-end 
 assert on this, and a provincial office can use it as a model of a consumer: dedupe on (site, seq), and
 put readings taken before the gateway's clock synced on the right time using the boot's own evidence.
 
+Telemetry of either payload schema (1 or 2) is read; the ledger counts messages per schema.
+
 The network thread only files each message with its arrival time; decoding happens when someone asks.
 A slow subscriber makes the broker queue, and past its queue limit (mosquitto's max_queued_messages,
 1000 by default) drop, messages: that would look like a gateway's loss when it is the consumer's.
@@ -43,6 +45,7 @@ class SiteLedger:
     status: str | None = None
     alarms: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[tuple[Reading, Reading]] = field(default_factory=list)
+    schemas: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # messages per schema
 
     @property
     def duplicates(self) -> int:
@@ -163,6 +166,7 @@ class Collector:
                 self._rejected.append(f"{topic}: payload says site {batch.site!r}")
                 continue
             ledger = self._sites[site]
+            ledger.schemas[batch.schema] += 1
             for reading in batch.readings:
                 ledger.copies[reading.seq] += 1
                 first = ledger.readings.get(reading.seq)

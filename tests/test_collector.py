@@ -6,6 +6,7 @@ import json
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+import pytest
 from agent_proc import wait_until
 from mqtt_broker import Broker
 from paho.mqtt.enums import CallbackAPIVersion
@@ -24,8 +25,12 @@ def _reading(seq: int, value: float) -> Reading:
     )  # fmt: skip
 
 
-def test_repeats_are_duplicates_reused_seqs_are_conflicts_alarms_are_kept(broker: Broker) -> None:
-    """Same reading twice: a duplicate; another reading under a known seq: a conflict."""
+@pytest.mark.parametrize("schema", [1, 2])
+def test_repeats_are_duplicates_reused_seqs_are_conflicts_alarms_are_kept(
+    broker: Broker, schema: int
+) -> None:
+    """Same reading twice: a duplicate; another reading under a known seq: a conflict; in either
+    payload schema."""
     parts = urlsplit(broker.url())
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.connect(parts.hostname or "", parts.port or 1883)
@@ -34,9 +39,9 @@ def test_repeats_are_duplicates_reused_seqs_are_conflicts_alarms_are_kept(broker
         with Collector(broker.url(), PREFIX) as collector:
             topic = f"{PREFIX}/site-a/telemetry"
             for payload in (
-                encode_telemetry("site-a", [_reading(1, 10.0), _reading(2, 20.0)]),
-                encode_telemetry("site-a", [_reading(2, 20.0)]),  # a resend
-                encode_telemetry("site-a", [_reading(2, 99.0)]),  # seq 2 given again
+                encode_telemetry("site-a", [_reading(1, 10.0), _reading(2, 20.0)], schema=schema),
+                encode_telemetry("site-a", [_reading(2, 20.0)], schema=schema),  # a resend
+                encode_telemetry("site-a", [_reading(2, 99.0)], schema=schema),  # seq 2 again
             ):
                 client.publish(topic, payload, qos=1).wait_for_publish(5)
             alarm = {"schema": 1, "site": "site-a", "event": "buffer_unwritable", "detail": "x"}
@@ -48,6 +53,7 @@ def test_repeats_are_duplicates_reused_seqs_are_conflicts_alarms_are_kept(broker
             assert (first.value, again.value) == (20.0, 99.0)
             assert collector.alarms("site-a")[0]["event"] == "buffer_unwritable"
             assert collector.rejected == []
+            assert dict(collector.sites["site-a"].schemas) == {schema: 3}
     finally:
         client.loop_stop()
         client.disconnect()

@@ -50,6 +50,7 @@ def test_the_sample_config_loads() -> None:
     assert config.broker.topic_prefix == "desa/v1/kaltim"
     assert config.latency.targets == ("gateway", "1.1.1.1", "collector.example.id")
     assert (config.latency.count, config.latency.loss_window) == (10, 100)
+    assert config.broker.payload_schema == 2
 
 
 def test_every_schema_key_is_documented_in_the_sample() -> None:
@@ -145,6 +146,21 @@ def test_protocol_accepts_the_number_five_as_written_in_yaml(tmp_path: Path) -> 
     )
     assert parse_config(base + "  protocol: 5\n", tmp_path / "c").broker.protocol == "5"
     assert parse_config(base + "  protocol: '3.1.1'\n", tmp_path / "c").broker.protocol == "3.1.1"
+
+
+def test_payload_schema_is_2_unless_a_province_keeps_1(tmp_path: Path) -> None:
+    """broker.payload_schema defaults to 2, takes 1, and anything else is named with its choices."""
+    base = "site_id: a\nstate_dir: s\ninterval_s: 1\nbroker:\n  url: mqtt://h\n  topic_prefix: p\n"
+    file = tmp_path / "agent.yaml"
+    assert parse_config(base, file).broker.payload_schema == 2
+    assert parse_config(base + "  payload_schema: 1\n", file).broker.payload_schema == 1
+    for bad, says in (("3", "expected 1 or 2"), ("0", "expected 1 or 2"), ("'2'", "whole number"),
+                      ("true", "whole number"), ("1.0", "whole number")):  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            parse_config(base + f"  payload_schema: {bad}\n", file)
+        (problem,) = caught.value.problems
+        assert problem.startswith("At 'broker.payload_schema': ") and says in problem, problem
+        assert str(file) in caught.value.render()
 
 
 def test_relative_paths_are_taken_from_the_config_directory(tmp_path: Path) -> None:

@@ -20,13 +20,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import __version__
 from agent.config import config_digest, load_config
+from agent.payload import decode_telemetry
 from simulator.collector import Collector
 
 SITE = "test-site-01"
 PREFIX = "desa/test"
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parent.parent / "agent/schema/telemetry.schema.json").read_text()
-)
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "agent" / "schema"
+# The JSON Schema of each payload schema, and what inflates its zlib stream.
+SCHEMAS = {
+    1: json.loads((SCHEMA_DIR / "telemetry.schema.json").read_text()),
+    2: json.loads((SCHEMA_DIR / "telemetry-2.schema.json").read_text()),
+}
+ZDICT = (SCHEMA_DIR / "telemetry-2.zdict").read_bytes()
 
 
 class Wire:
@@ -68,20 +73,31 @@ def _status(seen: Wire) -> dict[str, object]:
     return body
 
 
+def _inflate(payload: bytes) -> bytes:
+    """Inflate as a consumer without our decoder would: with zlib and the published files."""
+    if payload[1] & 0x20:  # FDICT: the stream names its preset dictionary
+        assert int.from_bytes(payload[2:6], "big") == zlib.adler32(ZDICT)
+        return zlib.decompressobj(zdict=ZDICT).decompress(payload)
+    return zlib.decompress(payload)
+
+
+@pytest.mark.parametrize("schema", [1, 2])
 def test_every_telemetry_payload_on_the_wire_matches_the_json_schema(
-    tmp_path: Path, broker: Broker
+    tmp_path: Path, broker: Broker, schema: int
 ) -> None:
-    """Real payloads, inflated, are valid against the schema file the contract publishes."""
-    config = write_config(tmp_path, broker_url=broker.url())
+    """Real payloads, inflated, are valid against the schema file of the payload schema the
+    config chose, and carry the readings of every probe family."""
+    config = write_config(tmp_path, broker_url=broker.url(), broker={"payload_schema": schema})
     with wire(broker.url()) as seen, AgentProcess(config) as agent:
         wait_until(lambda: len(seen.on("telemetry")) >= 3, 20, agent.log())
         assert agent.terminate() == 0
     payloads = [p for p, _ in seen.on("telemetry")]
     for payload in payloads:
-        body = json.loads(zlib.decompress(payload))
-        jsonschema.validate(body, SCHEMA)
+        body = json.loads(_inflate(payload))
+        assert body["schema"] == schema
+        jsonschema.validate(body, SCHEMAS[body["schema"]])
         assert body["site"] == SITE
-    metrics = {r["metric"] for p in payloads for r in json.loads(zlib.decompress(p))["readings"]}
+    metrics = {r.metric for p in payloads for r in decode_telemetry(p).readings}
     assert {"throughput", "latency", "uptime"} <= {m.split(".")[0] for m in metrics}
 
 

@@ -57,7 +57,8 @@ def test_readings_of_all_three_families_arrive_by_the_contract(
 
 
 def test_payload_is_zlib_compressed_json_by_default(tmp_path: Path, broker: Broker) -> None:
-    """Telemetry payloads are RFC 1950 zlib streams that decode to the contract's object."""
+    """Telemetry payloads are RFC 1950 zlib streams that decode to the contract's object, schema 2
+    unless the config says otherwise."""
     import paho.mqtt.client as mqtt
 
     payloads: list[bytes] = []
@@ -74,8 +75,9 @@ def test_payload_is_zlib_compressed_json_by_default(tmp_path: Path, broker: Brok
     finally:
         sub.loop_stop()
     assert payloads[0][:1] == b"\x78"  # zlib header, not '{'
+    assert payloads[0][1] & 0x20  # FDICT: schema 2 deflates with its preset dictionary
     batch = decode_telemetry(payloads[0])
-    assert batch.site == SITE and batch.schema == 1 and batch.readings
+    assert batch.site == SITE and batch.schema == 2 and batch.readings
 
 
 def test_broker_outage_loses_nothing(tmp_path: Path, broker: Broker) -> None:

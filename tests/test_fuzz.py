@@ -8,16 +8,24 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
+from uuid import UUID
 
+import jsonschema
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.config import Config, ConfigError, parse_config
 from agent.payload import Batch, PayloadError, decode_telemetry, encode_telemetry
+from agent.payload_fields import number
 from agent.reading import Reading
 
 FILE = Path("/nonexistent/agent.yaml")
+ZDICT = (Path(__file__).resolve().parent.parent / "agent/schema/telemetry-2.zdict").read_bytes()
+ZDICT_ID = zlib.adler32(ZDICT).to_bytes(4, "big")
+SCHEMA_2 = json.loads(
+    (Path(__file__).resolve().parent.parent / "agent/schema/telemetry-2.schema.json").read_text()
+)
 EXAMPLES = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(
@@ -94,12 +102,20 @@ def _decode(payload: bytes) -> None:
         assert isinstance(batch, Batch)
 
 
+def _with_dictionary(raw: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_DEFAULT_STRATEGY, ZDICT)
+    return packer.compress(raw) + packer.flush()
+
+
 @EXAMPLES
 @given(st.binary(max_size=400))
 def test_random_bytes_are_rejected_cleanly(payload: bytes) -> None:
-    """Arbitrary bytes, compressed or not, give a Batch or a PayloadError, nothing else."""
+    """Arbitrary bytes, compressed with or without the dictionary or not at all, give a Batch or
+    a PayloadError, nothing else."""
     _decode(payload)
     _decode(zlib.compress(payload))
+    _decode(_with_dictionary(payload))
+    _decode(b"\x78\xbb" + ZDICT_ID + payload)  # a header naming the dictionary, any body
 
 
 @EXAMPLES
@@ -109,6 +125,30 @@ def test_json_shapes_are_rejected_cleanly(tree: object) -> None:
     text = json.dumps({"schema": 1, "site": "a", "readings": [tree]}, allow_nan=True)
     _decode(text.encode())
     _decode(zlib.compress(json.dumps(tree, allow_nan=True).encode()))
+
+
+def _schema_2(**changes: object) -> bytes:
+    body: dict[str, object] = {
+        "schema": 2, "site": "a", "ts0": 0, "mono0": 0, "boots": ["b"],
+        "series": [["m.x", {}], ["m.y", {"k": "v"}]], "runs": [{"seq": 1, "v": [1, 2]}],
+    }  # fmt: skip
+    body.update(changes)
+    return json.dumps(body, allow_nan=True).encode()
+
+
+run_like = st.dictionaries(
+    st.sampled_from(["seq", "dt", "dm", "boot", "synced", "s", "v", "x"]), trees, max_size=7
+)
+
+
+@EXAMPLES
+@given(trees, run_like, st.sampled_from(["ts0", "mono0", "boots", "series", "runs", "site"]))
+def test_schema_2_shapes_are_rejected_cleanly(tree: object, run: object, key: str) -> None:
+    """Schema 2 objects with any JSON where a series, a run, or a top-level field belongs."""
+    _decode(_schema_2(series=[["m.x", {}], tree]))
+    _decode(_schema_2(runs=[{"seq": 1, "v": [1, 2]}, run]))
+    _decode(_with_dictionary(_schema_2(runs=[run, tree])))
+    _decode(_schema_2(**{key: tree}))
 
 
 @settings(max_examples=300, deadline=None)
@@ -130,8 +170,58 @@ def test_json_shapes_are_rejected_cleanly(tree: object) -> None:
 )
 def test_what_we_encode_we_decode(readings: list[Reading]) -> None:
     """Every batch the agent can encode decodes to the same readings (values to 6 decimals)."""
-    batch = decode_telemetry(encode_telemetry("site-a", readings))
+    batch = decode_telemetry(encode_telemetry("site-a", readings, schema=1))
     assert [r.seq for r in batch.readings] == [r.seq for r in readings]
     for got, sent in zip(batch.readings, readings, strict=True):
         assert got.metric == sent.metric and dict(got.tags) == dict(sent.tags)
         assert abs(got.value - sent.value) <= max(1e-6, abs(sent.value) * 1e-12)
+
+
+stamps = st.tuples(
+    st.integers(min_value=-(2**50), max_value=2**50),
+    st.integers(min_value=-(2**50), max_value=2**50),
+    st.sampled_from(["boot-a", "boot-b", str(UUID(int=7))]),
+    st.booleans(),
+)
+series = st.tuples(
+    st.from_regex(r"[a-z]{1,8}\.[a-z_]{1,12}", fullmatch=True),
+    st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+)
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> list[Reading]:
+    """Readings as a buffer gives them: seqs increasing with gaps, a few series and stamps
+    repeated so that runs form, values of any size."""
+    stamp_pool = draw(st.lists(stamps, min_size=1, max_size=4))
+    series_pool = draw(st.lists(series, min_size=1, max_size=6))
+    count = draw(st.integers(min_value=0, max_value=40))
+    seq = draw(st.integers(min_value=0, max_value=2**62))
+    out = []
+    for _ in range(count):
+        seq += draw(st.sampled_from([1, 1, 1, 2, 1000]))
+        ts, mono, boot, synced = draw(st.sampled_from(stamp_pool))
+        metric, tags = draw(st.sampled_from(series_pool))
+        value = draw(
+            st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**60), 2**60)
+        )
+        out.append(Reading(seq=seq, metric=metric, value=value, tags=tags, ts_ms=ts, mono_ms=mono,
+                           boot_id=boot, synced=synced))  # fmt: skip
+    return out
+
+
+@settings(max_examples=500, deadline=None)
+@given(batches(), st.booleans())
+def test_schema_2_gives_back_exactly_what_schema_1_gives(
+    readings: list[Reading], compress: bool
+) -> None:
+    """Every batch the buffer can hold decodes from schema 2 to the very readings schema 1 gives:
+    seq, times, boot, sync flag, series and the value as rounded for the wire."""
+    two = decode_telemetry(encode_telemetry("site-a", readings, compress=compress))
+    jsonschema.validate(json.loads(encode_telemetry("site-a", readings, compress=False)), SCHEMA_2)
+    one = decode_telemetry(encode_telemetry("site-a", readings, schema=1, compress=compress))
+    assert two.readings == one.readings
+    assert [r.value for r in two.readings] == [float(number(r.value)) for r in readings]
+    assert [(r.seq, r.ts_ms, r.mono_ms, r.boot_id, r.synced) for r in two.readings] == [
+        (r.seq, r.ts_ms, r.mono_ms, r.boot_id, r.synced) for r in readings
+    ]

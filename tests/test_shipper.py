@@ -10,6 +10,7 @@ from faults import can_fail_ext4, ext4_card
 
 from agent.buffer import Buffer, BufferError
 from agent.mqtt_link import Acked, LinkEvent
+from agent.payload import decode_telemetry
 from agent.reading import Sample, Stamp
 from agent.shipper import Shipper
 
@@ -34,14 +35,16 @@ class InstantLink:
         return (1, mid)
 
 
-def _setup(tmp_path: Path, link: InstantLink, rounds: int) -> tuple[Buffer, Shipper]:
+def _setup(
+    tmp_path: Path, link: InstantLink, rounds: int, *, payload_schema: int = 2
+) -> tuple[Buffer, Shipper]:
     buffer = Buffer.open(tmp_path / "b.sqlite", site=SITE, max_readings=1000)
     stamp = Stamp(ts_ms=1_800_000_000_000, mono_ms=1, boot_id="boot-1", synced=True)
     for _ in range(rounds):
         buffer.append(stamp, [Sample(metric="uptime.system_s", value=1.0)] * 5)
     shipper = Shipper(
         buffer, link, site=SITE, topic="p/site-a/telemetry", batch_max=5, window=WINDOW,
-        compress=True,
+        compress=True, payload_schema=payload_schema,
     )  # fmt: skip
     return buffer, shipper
 
@@ -62,6 +65,18 @@ def test_an_ack_that_arrives_before_publish_returns_still_counts(tmp_path: Path)
     assert shipper.stats.readings_acked == 5
     assert shipper.commit_acks() == 5
     assert buffer.stats().count == 0
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_messages_use_the_configured_payload_schema(tmp_path: Path, schema: int) -> None:
+    """broker.payload_schema reaches the wire: each message is of that schema, and whole."""
+    link = InstantLink()
+    buffer, shipper = _setup(tmp_path, link, rounds=2, payload_schema=schema)
+    assert shipper.pump(0.0) == 2
+    batches = [decode_telemetry(p) for p in link.sent]
+    assert [b.schema for b in batches] == [schema, schema]
+    assert [r.seq for b in batches for r in b.readings] == list(range(1, 11))
+    assert batches[0].readings == tuple(buffer.oldest(limit=5))
 
 
 def test_one_acked_message_waits_for_the_next_round_a_window_full_does_not(

@@ -14,6 +14,7 @@ from mqtt_broker import Broker, BrokerFactory
 
 from agent.buffer import Buffer
 from agent.config import load_config
+from agent.payload import encode_telemetry
 from agent.reading import Sample, Stamp
 from agent.transfer import BadExport, BrokerRefused, export_buffer, import_export
 from simulator.collector import Collector
@@ -120,6 +121,36 @@ def test_interrupted_import_resumes_and_resends_only_unacknowledged(
         assert ledger.duplicates <= 10  # at most the one batch in flight when the first run stopped
     third = import_export(out, config)
     assert (third.sent_now, third.complete) == (0, True)
+
+
+def test_import_reads_schema_2_lines_and_publishes_the_configured_schema(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """An export whose lines are schema 2 (and one schema 1) imports whole, and the messages on
+    the wire are in the schema the config asks for (1, for a province whose collector reads 1)."""
+    config = load_config(
+        write_config(tmp_path / "site", broker_url=broker.url(), broker={"payload_schema": 1})
+    )
+    state = tmp_path / "filled"
+    state.mkdir()
+    seqs = _fill(state, 30)
+    buffer = Buffer.open(state / "buffer.sqlite", site=SITE, max_readings=100_000)
+    readings = buffer.oldest(limit=100)
+    buffer.close()
+    header = {"format": "village-agent-buffer-export", "version": 1, "site": SITE,
+              "count": len(readings), "first_seq": 1, "exported_at": 0, "clock_synced": True,
+              "agent_version": "x"}  # fmt: skip
+    out = tmp_path / "export.jsonl.gz"
+    with gzip.open(out, "wb") as packed:
+        packed.write(json.dumps(header).encode() + b"\n")
+        packed.write(encode_telemetry(SITE, readings[:25], compress=False, schema=2) + b"\n")
+        packed.write(encode_telemetry(SITE, readings[25:], compress=False, schema=1) + b"\n")
+    with Collector(broker.url(), PREFIX) as collector:
+        done = import_export(out, config)
+        assert done.complete and done.sent_now == len(seqs)
+        assert collector.wait_for(SITE, seqs, timeout_s=10)
+        assert collector.readings(SITE) == readings
+        assert dict(collector.sites[SITE].schemas) == {1: done.messages}
 
 
 def test_rejected_telemetry_stops_the_import_with_nothing_marked_done(
