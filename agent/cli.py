@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import errno
 import fcntl
 import json
@@ -107,6 +109,13 @@ def hold_state_lock(state_dir: Path) -> TextIO | None:
     return handle
 
 
+def one_malloc_arena() -> None:
+    """glibc gives the MQTT thread its own malloc arena; sharing the main one saves 0.2 MB of RSS
+    (M_ARENA_MAX, as MALLOC_ARENA_MAX=1 would). Nothing happens where the libc has no mallopt."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(-8, 1)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # Handlers first: a SIGTERM while the buffer opens or the probes are built must still end in
     # a clean stop (the loop sees the flag at once), not in death by signal with no marker.
@@ -117,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    one_malloc_arena()
     config = _load(Path(args.config))
     logs.configure(config.log.level)
     clock = SystemClock()
