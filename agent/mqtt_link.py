@@ -9,7 +9,6 @@ race harmless.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import random
 import ssl
@@ -24,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import BrokerConfig, read_password
+from agent.config import BrokerConfig, read_password, sha256_digest
 
 log = structlog.get_logger("agent.mqtt")
 
@@ -68,7 +67,7 @@ class Will:
 
 def splay_fraction(site_id: str) -> float:
     """A stable number in [0, 1) per site: spreads a province's gateways over the splay window."""
-    digest = hashlib.sha256(site_id.encode("utf-8")).digest()
+    digest = sha256_digest(site_id.encode("utf-8"))
     return int.from_bytes(digest[:4], "big") / 2**32
 
 
@@ -81,6 +80,7 @@ def backoff_s(attempt: int, low: float, high: float, rng: random.Random) -> floa
 
 def describe_error(err: BaseException) -> str:
     """Say in words what went wrong when connecting, for the log and the status file."""
+    # Naming ssl's exceptions does not import ssl for a plain connection (agent/deferred.py).
     if isinstance(err, ssl.SSLCertVerificationError):
         detail = err.verify_message or str(err)
         if "not yet valid" in detail:

@@ -10,7 +10,7 @@ the one the gateway's own lookups try first.
 
 from __future__ import annotations
 
-import secrets
+import os
 import socket
 import struct
 import time
@@ -101,7 +101,9 @@ def decode_answer(message: bytes) -> tuple[int, str, tuple[str, ...]]:
 
 def query(server: str, port: int, name: str, *, timeout_s: float) -> DnsAnswer:
     """Ask `server` for `name`'s A records; return within `timeout_s` whatever the resolver does."""
-    ident = secrets.randbelow(0x10000)  # unpredictable, so a stray or forged answer is not taken
+    # Unpredictable, so a stray or forged answer is not taken: os.urandom, as secrets uses, without
+    # secrets' import of hmac (which loads OpenSSL's libcrypto, 3.5 MB of RSS).
+    ident = int.from_bytes(os.urandom(2), "big")
     try:
         message = encode_query(ident, name)
     except (ValueError, UnicodeError):
