@@ -1,8 +1,9 @@
 """Standard-library modules that our libraries import at the top but a plain-MQTT daemon never uses,
 imported only when something first uses them.
 
-structlog imports asyncio (for async log methods the agent does not call); paho-mqtt imports ssl,
-hashlib, urllib.request and http.client (for TLS, websockets and proxies). On a gateway without
+structlog imports asyncio (for async log methods the agent does not call) and uuid (for a
+deprecated thread-local API); paho-mqtt imports ssl, hashlib, urllib.request and http.client (for
+TLS, websockets and proxies). On a gateway without
 TLS and with the speed test off they cost 9 MB of RSS, a third of the daemon's. A stand-in sits
 in sys.modules until an attribute of it is read; then the real module is imported and answers
 from then on. Mercurial's demandimport does the same for the same reason.
@@ -21,7 +22,7 @@ import sys
 import threading
 import types
 
-DAEMON_UNUSED = ("asyncio", "ssl", "urllib.request", "http.client", "hashlib")
+DAEMON_UNUSED = ("asyncio", "ssl", "urllib.request", "http.client", "hashlib", "uuid")
 
 _SSL_EXCEPTIONS = frozenset(
     {

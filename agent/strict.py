@@ -8,7 +8,6 @@ how a village site ends up publishing to the wrong place for months.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -120,6 +119,8 @@ class _Converter:
         for key in raw:
             if key not in fields:
                 hint_text = ""
+                import difflib  # noqa: PLC0415 - only for a config with a typo in it
+
                 close = difflib.get_close_matches(str(key), list(fields), n=1)
                 if close:
                     hint_text = f"; did you mean '{close[0]}'?"
