@@ -8,6 +8,7 @@ saved) until "NTP" syncs it.
 
 from __future__ import annotations
 
+import array
 import bisect
 import time
 
@@ -22,8 +23,9 @@ class Timeline:
     def __init__(self, start: float) -> None:
         self.start = start
         self._now = start
-        self._real: list[float] = [time.time()]
-        self._virtual: list[float] = [start]
+        # Flat arrays, not lists of floats: 16 B a step instead of 64, in runs of many steps.
+        self._real = array.array("d", [time.time()])
+        self._virtual = array.array("d", [start])
 
     def now(self) -> float:
         return self._now

@@ -9,6 +9,7 @@ whatever it had committed, and the next boot starts a new process state with a n
 
 from __future__ import annotations
 
+import array
 import bisect
 import random
 import uuid
@@ -95,7 +96,10 @@ class Gateway:
         self.boots = 0
         self.boot_id = ""
         self.boot_true: dict[str, float] = {}  # boot id -> true time of that boot
-        self._truth: list[tuple[int, int, float]] = []
+        # When each round was committed, as flat arrays: a list of tuples cost 150 B a round,
+        # which in a 72 h outage run was the process's only growing memory.
+        self._truth_seqs = array.array("q")  # first seq, last seq, first seq, ...
+        self._truth_times = array.array("d")
         self._dropped_in_memory = 0
 
     # -- power ----------------------------------------------------------------------------------
@@ -199,7 +203,8 @@ class Gateway:
         ):
             # Only a round committed on its own is dated here; rounds that waited in memory for disk
             # space are committed together later and carry their own stamps.
-            self._truth.append((appended.first_seq, appended.last_seq, now))
+            self._truth_seqs.extend((appended.first_seq, appended.last_seq))
+            self._truth_times.append(now)
         self.agent.service(0)
 
     def service(self) -> int:
@@ -255,6 +260,11 @@ class Gateway:
             dropped_by_bound=stats.dropped_total,
             dropped_in_memory=dropped_in_memory,
             boots=self.boots,
-            truth=tuple(self._truth),
+            truth=tuple(
+                (int(first), int(last), when)
+                for first, last, when in zip(
+                    self._truth_seqs[0::2], self._truth_seqs[1::2], self._truth_times, strict=True
+                )
+            ),
             boot_times=tuple(self.boot_true.items()),
         )
