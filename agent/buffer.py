@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, metric TEXT NOT NULL, tags TEXT NOT NULL, UNIQUE (metric, tags));
 CREATE TABLE IF NOT EXISTS boots (id INTEGER PRIMARY KEY, boot_id TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS rounds (
+"""
+_ROUNDS_TABLE = """CREATE TABLE IF NOT EXISTS rounds (
     first_seq INTEGER PRIMARY KEY,
     last_seq INTEGER NOT NULL,
     n INTEGER NOT NULL,
@@ -42,8 +43,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     mono_ms INTEGER NOT NULL,
     boot INTEGER NOT NULL,
     clock INTEGER NOT NULL,
-    body BLOB NOT NULL);
-"""
+    body BLOB NOT NULL)"""
 _INSERT_ROUND = (
     "INSERT INTO rounds (first_seq, last_seq, n, ts_ms, mono_ms, boot, clock, body) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -234,8 +234,12 @@ class Buffer:
                 conn.close()
                 raise CorruptBuffer(f"integrity check of {path} failed: {check}")
             _check_schema(conn, path)
+            # Before the tables are made: a reader must never see an empty `rounds` beside a
+            # schema 1 backlog that is still being converted.
+            _convert_schema_1(conn, path)
             conn.executescript(_SCHEMA)
-            _convert_schema_1(conn)
+            conn.execute(_ROUNDS_TABLE)
+            _check_rounds(conn)
             buffer = cls(
                 conn,
                 path,
@@ -247,6 +251,9 @@ class Buffer:
         except sqlite3.DatabaseError as err:
             conn.close()
             raise CorruptBuffer(f"{path} is not a usable database: {err}") from err
+        except BaseException:
+            conn.close()
+            raise
         return buffer
 
     def _meta_int(self, key: str) -> int:
@@ -360,9 +367,12 @@ class Buffer:
                     )
                     count -= dropped
                 stored = self._keep_last_seq(last)
-        except sqlite3.Error as err:
+        except BaseException as err:
+            # Rolled back, whatever failed: ids cached inside the transaction do not exist.
             self._forget_uncommitted()
-            raise BufferError(f"cannot write to the buffer {self.path}: {err}") from err
+            if isinstance(err, sqlite3.Error):
+                raise BufferError(f"cannot write to the buffer {self.path}: {err}") from err
+            raise
         self._count = count
         self._last_seq = last
         self._stored_last_seq = stored
@@ -531,6 +541,7 @@ class Buffer:
                     (offset_ms, CLOCK_RESTAMPED, boot, CLOCK_UNSYNCED),
                 )
         except sqlite3.Error as err:
+            self._forget_uncommitted()  # the boot's id may have been made in the rollback
             raise BufferError(f"cannot update the buffer {self.path}: {err}") from err
         return int(fixed)
 
@@ -571,13 +582,24 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
-def _convert_schema_1(conn: sqlite3.Connection) -> None:
+def _check_rounds(conn: sqlite3.Connection) -> None:
+    """Decode every round once at open. A damaged blob that SQLite's own check cannot see would
+    otherwise fail every later read and append; CorruptBuffer has it quarantined instead."""
+    after = 0
+    while rows := conn.execute(_ROUNDS_FROM, (after,)).fetchall():
+        for row in rows:
+            _round_of(row)
+        after = rows[-1][0] + 1
+
+
+def _convert_schema_1(conn: sqlite3.Connection, path: Path) -> None:
     """Turn a schema 1 file (a row per reading) into rounds, in one transaction, keeping every
-    reading's seq and the last seq ever assigned."""
+    reading's seq and the last seq ever assigned. If it fails the file stays as it was."""
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'readings'").fetchone():
         return
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(_ROUNDS_TABLE)
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
         last = int(row[0]) if row else 0
         pending: list[tuple[int, int, float, int, int, int, int]] = []
@@ -611,8 +633,16 @@ def _convert_schema_1(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (last,))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
+    except BaseException as err:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(err, sqlite3.Error):
+            # Not CorruptBuffer: the old file is whole, and quarantining it would hide a backlog.
+            raise BufferError(
+                f"cannot convert the buffer {path} to the new layout ({err}); nothing was "
+                "changed. The conversion needs about as much free space again as the file: free "
+                "some on the SD card, then restart the agent"
+            ) from err
         raise
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -318,4 +321,77 @@ def test_a_file_from_a_newer_agent_is_refused_untouched(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(BufferError, match="newer village-agent"):
+        _open(path)
+
+
+def test_a_conversion_that_cannot_finish_changes_nothing_and_is_not_corruption(
+    tmp_path: Path,
+) -> None:
+    """No room to convert (the file may not grow): a plain BufferError saying what to do, never
+    CorruptBuffer (which would quarantine a healthy backlog), and the schema 1 file untouched."""
+    path = tmp_path / "b.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_1)
+    rng = random.Random(5)
+    rows = [(seq, 1, rng.random(), 1000 + seq // 50, 10, 1, 1) for seq in range(13, 20_013)]
+    conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    size = path.stat().st_size
+    script = f"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, ({size + 64 * 1024}, {size + 64 * 1024}))
+from pathlib import Path
+from agent.buffer import Buffer, BufferError, CorruptBuffer
+try:
+    Buffer.open(Path({str(path)!r}), site="site-a", max_readings=100_000)
+except CorruptBuffer as err:
+    print("corrupt", err)
+except BufferError as err:
+    print("refused", err)
+else:
+    print("converted")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.startswith("refused"), done.stdout + done.stderr
+    assert "nothing was changed" in done.stdout and "free" in done.stdout
+    conn = sqlite3.connect(path)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "rounds" not in tables
+    assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 20_005
+    conn.close()
+    buffer = _open(path, max_readings=100_000)  # with room, the same file converts
+    assert buffer.stats().count == 20_005 and buffer.stats().last_seq == 20_012
+
+
+def test_a_failed_append_forgets_the_series_it_made(tmp_path: Path) -> None:
+    """Whatever makes a round's transaction fail, series ids made inside it are not reused for
+    another series: each reading keeps its own metric."""
+    buffer = _open(tmp_path / "b.sqlite")
+    buffer.append(_stamp(), [Sample(metric="base", value=1.0, tags={})])
+    bad = Sample(metric="a", value="not a number", tags={})  # type: ignore[arg-type]
+    with pytest.raises(struct.error):
+        buffer.append(_stamp(), [bad])
+    buffer.append(_stamp(), [Sample(metric="b", value=2.0, tags={})])
+    buffer.append(_stamp(), [Sample(metric="a", value=3.0, tags={})])
+    got = [(r.seq, r.metric, r.value) for r in buffer.oldest(limit=10)]
+    assert got == [(1, "base", 1.0), (2, "b", 2.0), (3, "a", 3.0)]
+
+
+def test_a_damaged_round_that_sqlite_accepts_is_caught_at_open(tmp_path: Path) -> None:
+    """A blob that is valid to SQLite but not a round (bit rot inside a row) would fail every
+    later read; open reports it as corruption so that it is quarantined."""
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path)
+    for _ in range(3):
+        buffer.append(_stamp(), _samples(5))
+    buffer.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE rounds SET body = x'789c0102' WHERE first_seq = 6")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CorruptBuffer, match="seq 6"):
         _open(path)
