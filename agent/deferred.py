@@ -10,8 +10,10 @@ from then on. Mercurial's demandimport does the same for the same reason.
 
 One refinement: an `except ssl.SSLError:` clause (paho has several on its plain-socket paths)
 reads the attribute whenever any error passes. Before ssl is really imported no SSL socket can
-exist, so no ssl exception can be raised: the stand-in answers those names with a class nothing
-raises, instead of importing ssl for the first reset connection.
+exist, so no ssl exception can be raised: to paho and the agent, which read those names only at
+the moment they test an error, the stand-in answers with a class nothing raises, instead of
+importing ssl for the first reset connection. Anyone else gets the real module: asyncio, for one,
+keeps ssl's exception classes in module globals when it is imported.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ _SSL_EXCEPTIONS = frozenset(
 _LOCK = threading.RLock()
 
 
+# Modules that name ssl's exceptions only when they test an error, never to keep them.
+_TEST_SSL_ERRORS_WHEN_RAISED = ("paho.", "agent.")
+
+
 class _NeverRaised(Exception):
     """Stands for an ssl exception while ssl is not imported, when none can be raised."""
 
@@ -51,7 +57,9 @@ class _Deferred(types.ModuleType):
         # Only called for names the stand-in lacks: everything but __name__ and __spec__.
         name = self.__name__
         if name == "ssl" and attr in _SSL_EXCEPTIONS and sys.modules.get(name) is self:
-            return _NeverRaised
+            caller = str(sys._getframe(1).f_globals.get("__name__", ""))
+            if caller.startswith(_TEST_SSL_ERRORS_WHEN_RAISED):
+                return _NeverRaised
         with _LOCK:
             if sys.modules.get(name) is self:
                 del sys.modules[name]
@@ -70,9 +78,12 @@ def defer(names: tuple[str, ...] = DAEMON_UNUSED) -> None:
             continue
         stand_in = _Deferred(name)
         # The import statement reads __spec__ (is the module still initialising?): answer it
-        # without importing. No __path__: importing a submodule asks for it, which imports the
-        # real package.
+        # without importing. There is no __path__: importing a submodule (`import asyncio.events`)
+        # asks for it, which imports the real package, and the import system then runs that
+        # submodule a second time. Nothing on the daemon's path does that, which is why only
+        # `run` defers (agent/__init__.py).
         stand_in.__spec__ = importlib.machinery.ModuleSpec(name, None)
+
         sys.modules[name] = stand_in
         parent, _, child = name.rpartition(".")
         if parent:
