@@ -176,7 +176,11 @@ class Shipper:
         # stop the publishing of everything else.
         kept = 0 if self._deletes_refused else self._acked_messages
         while (
-            self._link.connected
+            # Not only the link's own flag: a connection counts from its Connected event on, so
+            # that the event, read after a publish on that connection, cannot void the flight
+            # and have it sent twice.
+            self.stats.broker_state == "connected"
+            and self._link.connected
             and now >= self._held_until
             and len(self._flights) + kept < self._window
         ):

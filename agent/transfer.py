@@ -288,9 +288,13 @@ def import_export(
                 messages += 1
                 last_progress = time.monotonic()
             elif isinstance(event, Connected | Disconnected):
-                # Flights of a lost connection will never be acknowledged: send them again.
-                resend.extendleft(reversed(sorted(flights.values(), key=lambda b: b[0].seq)))
-                flights.clear()
+                # Flights of a lost connection will never be acknowledged: send them again. Only
+                # those: a Connected event read after publishing on that very connection must not
+                # send its flights twice.
+                lost_up_to = event.generation - (1 if isinstance(event, Connected) else 0)
+                lost = [key for key in flights if key[0] <= lost_up_to]
+                batches_lost = sorted((flights.pop(key) for key in lost), key=lambda b: b[0].seq)
+                resend.extendleft(reversed(batches_lost))
             elif isinstance(event, ConnectFailed) and event.refused:
                 raise BrokerRefused(f"the broker refused the login: {event.reason}")
             if time.monotonic() - last_progress > stall_timeout_s:

@@ -9,7 +9,7 @@ import pytest
 from faults import can_fail_ext4, ext4_card
 
 from agent.buffer import Buffer, BufferError
-from agent.mqtt_link import Acked, LinkEvent
+from agent.mqtt_link import Acked, Connected, LinkEvent
 from agent.payload import decode_telemetry
 from agent.reading import Sample, Stamp
 from agent.shipper import Shipper
@@ -24,7 +24,8 @@ class InstantLink:
 
     def __init__(self, *, ok: bool = True) -> None:
         self.connected = True
-        self.events: deque[LinkEvent] = deque()
+        # As paho's thread does: the flag is up before the main thread has read the event.
+        self.events: deque[LinkEvent] = deque([Connected(1)])
         self.sent: list[bytes] = []
         self._ok = ok
 
@@ -46,6 +47,7 @@ def _setup(
         buffer, link, site=SITE, topic="p/site-a/telemetry", batch_max=5, window=WINDOW,
         compress=True, payload_schema=payload_schema,
     )  # fmt: skip
+    _handle_all(shipper, link)  # the connection's Connected event
     return buffer, shipper
 
 
@@ -65,6 +67,25 @@ def test_an_ack_that_arrives_before_publish_returns_still_counts(tmp_path: Path)
     assert shipper.stats.readings_acked == 5
     assert shipper.commit_acks() == 5
     assert buffer.stats().count == 0
+
+
+def test_nothing_is_sent_on_a_connection_before_its_connected_event(tmp_path: Path) -> None:
+    """Were a flight sent while the Connected event still waits in the queue, reading the event
+    would void it, and its readings would go twice."""
+    link = InstantLink()
+    buffer = Buffer.open(tmp_path / "b.sqlite", site=SITE, max_readings=1000)
+    stamp = Stamp(ts_ms=1_800_000_000_000, mono_ms=1, boot_id="boot-1", synced=True)
+    buffer.append(stamp, [Sample(metric="uptime.system_s", value=1.0)] * 5)
+    shipper = Shipper(
+        buffer, link, site=SITE, topic="p/site-a/telemetry", batch_max=5, window=WINDOW,
+        compress=True, payload_schema=2,
+    )  # fmt: skip
+    assert shipper.pump(0.0) == 0 and link.sent == []
+    _handle_all(shipper, link)
+    assert shipper.pump(0.0) == 1
+    _handle_all(shipper, link)
+    assert shipper.acked == (1, 2, 3, 4, 5)
+    assert len(link.sent) == 1
 
 
 @pytest.mark.parametrize("schema", [1, 2])
