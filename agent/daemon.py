@@ -343,7 +343,9 @@ def run_loop(
             # Stay on the grid; after an overrun skip the missed slots instead of bunching rounds.
             missed = int((now - next_round) // interval_s)
             next_round += (missed + 1) * interval_s
-        wait = max(0.0, min(next_round - clock.monotonic(), 1.0))
+        # At most 2 s: a stop is noticed that late at worst (its deadline counts from the
+        # signal), and fewer wake-ups are most of what the agent costs between rounds.
+        wait = max(0.0, min(next_round - clock.monotonic(), 2.0))
         if watchdog_s is not None:
             wait = min(wait, watchdog_s)
         agent.service(wait)
