@@ -9,8 +9,10 @@ race harmless.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
+import socket
 import ssl
 import threading
 import time
@@ -195,6 +197,11 @@ class MqttLink:
         if client is not None and client.socket() is not None:
             sock = client.socket()
             if sock is not None:
+                # shutdown() first: it wakes the network thread's select() at once, where a bare
+                # close() leaves it waiting out its timeout.
+                with contextlib.suppress(OSError):
+                    if isinstance(sock, socket.socket):  # TLS sockets are socket.socket too
+                        sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
         if self._thread is not None:
             self._thread.join(2.0)
