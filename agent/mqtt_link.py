@@ -308,12 +308,14 @@ class MqttLink:
         # A stopped (SIGSTOP) broker still completes TCP handshakes from its listen backlog but never
         # answers CONNECT, and paho has no limit for that wait: this is it.
         connack_deadline = time.monotonic() + self._broker.connect_timeout_s
+        idle_s = min(_IDLE_LOOP_S, self._broker.keepalive_s / 8)
         while not self._stopping.is_set() and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             # paho's select() returns at once for anything to read, and for anything to send
             # (publish() and disconnect() write to its wake-up socket pair): the timeout only
             # paces the CONNACK deadline, keepalive pings and the stop flag. Once connected,
-            # waking every 2 s instead of every 0.5 s is most of what the idle agent costs.
-            rc = client.loop(timeout=_IDLE_LOOP_S if self._connected else 0.5)
+            # waking every 2 s instead of every 0.5 s is most of what the idle agent costs; a
+            # short keepalive keeps a finer step, so a dead link is still noticed in time.
+            rc = client.loop(timeout=idle_s if self._connected else 0.5)
             if not self._connected and time.monotonic() > connack_deadline:
                 client.disconnect()
                 return "the broker accepted TCP but did not answer the MQTT CONNECT in time"
