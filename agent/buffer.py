@@ -381,11 +381,10 @@ class Buffer:
     def _keep_last_seq(self, last: int) -> int:
         """Make sure the file still knows `last` as the last seq given; return what `meta` holds.
         Call inside a transaction, after its deletes."""
-        (newest,) = self._conn.execute("SELECT COALESCE(MAX(first_seq), 0) FROM rounds").fetchone()
-        holds = self._conn.execute(
-            "SELECT 1 FROM rounds WHERE first_seq = ? AND last_seq = ?", (newest, last)
+        newest = self._conn.execute(
+            "SELECT last_seq FROM rounds ORDER BY first_seq DESC LIMIT 1"
         ).fetchone()
-        if holds or self._stored_last_seq == last:
+        if (newest is not None and newest[0] == last) or self._stored_last_seq == last:
             return self._stored_last_seq
         # The round holding it is gone (acknowledged or dropped): only meta can remember it now.
         self._conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))

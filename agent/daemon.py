@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import structlog
 
 from agent import __version__
-from agent.buffer import Appended, Buffer, BufferError
+from agent.buffer import Appended, Buffer, BufferError, BufferStats
 from agent.clock import Clock
 from agent.mqtt_link import Acked, Connected, ConnectFailed, Disconnected, LinkEvent
 from agent.probes.base import Probe
@@ -149,7 +149,7 @@ class Agent:
         samples += self._next_samples
         self._next_samples = []
         samples += [
-            Sample(metric="buffer.backlog_readings", value=self.backlog()),
+            Sample(metric="buffer.backlog_readings", value=self.backlog(stats)),
             Sample(
                 metric="buffer.dropped_total",
                 value=stats.dropped_total + self._pending_lost_unrecorded,
@@ -282,7 +282,7 @@ class Agent:
             "last_ack_at": ship.last_ack_ts,
             "broker_state": ship.broker_state,
             "last_error": self.last_buffer_error or ship.last_error,
-            "backlog": self.backlog(),
+            "backlog": self.backlog(stats),
             "last_seq": stats.last_seq,
             "oldest_unsent_ts_ms": stats.oldest_ts_ms,
             "dropped_total": stats.dropped_total + self._pending_lost_unrecorded,
@@ -293,13 +293,13 @@ class Agent:
             "clock_synced": self._synced,
         }
 
-    def backlog(self) -> int:
-        """Readings not yet acknowledged by the broker."""
+    def backlog(self, stats: BufferStats | None = None) -> int:
+        """Readings not yet acknowledged by the broker (give `stats` if already read)."""
         acked = self.shipper.acked
         if not acked:
             return self.buffer.count
         # A row in flight may have been dropped by the bound before its ack came: not in the file.
-        oldest = self.buffer.stats().oldest_seq or 0
+        oldest = (stats or self.buffer.stats()).oldest_seq or 0
         return self.buffer.count - sum(1 for seq in acked if seq >= oldest)
 
     def write_status(self) -> None:
