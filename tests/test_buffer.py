@@ -36,6 +36,14 @@ def _open(path: Path, max_readings: int = 1000) -> Buffer:
     return Buffer.open(path, site=SITE, max_readings=max_readings)
 
 
+def _tamper(path: Path, sql: str) -> None:
+    """Change a closed buffer file behind the agent's back."""
+    conn = sqlite3.connect(path)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
 def test_seq_is_strictly_increasing_and_survives_reopen(tmp_path: Path) -> None:
     """seq continues after a restart and is never reused, even after deletions."""
     path = tmp_path / "b.sqlite"
@@ -316,10 +324,7 @@ def test_a_file_from_a_newer_agent_is_refused_untouched(tmp_path: Path) -> None:
     """Going back to an older agent must not reinterpret a layout it does not know."""
     path = tmp_path / "b.sqlite"
     _open(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE meta SET value = 3 WHERE key = 'schema'")
-    conn.commit()
-    conn.close()
+    _tamper(path, "UPDATE meta SET value = 3 WHERE key = 'schema'")
     with pytest.raises(BufferError, match="newer village-agent"):
         _open(path)
 
@@ -389,9 +394,6 @@ def test_a_damaged_round_that_sqlite_accepts_is_caught_at_open(tmp_path: Path) -
     for _ in range(3):
         buffer.append(_stamp(), _samples(5))
     buffer.close()
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE rounds SET body = x'789c0102' WHERE first_seq = 6")
-    conn.commit()
-    conn.close()
+    _tamper(path, "UPDATE rounds SET body = x'789c0102' WHERE first_seq = 6")
     with pytest.raises(CorruptBuffer, match="seq 6"):
         _open(path)

@@ -233,30 +233,27 @@ class HangingProbe:
         return [Sample(metric="hang.value", value=1.0)]
 
 
-def listen(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
-    """Every datagram that arrives within `seconds`, with its monotonic arrival time."""
-    heard = []
+def _datagrams(sock: socket.socket, seconds: float) -> Iterator[tuple[float, str]]:
+    """Each datagram that arrives within `seconds`, with its monotonic arrival time."""
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         sock.settimeout(left)
         try:
             message = sock.recv(4096).decode()
         except TimeoutError:
-            break
-        heard.append((time.monotonic(), message))
-    return heard
+            return
+        yield time.monotonic(), message
+
+
+def listen(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
+    """Every datagram that arrives within `seconds`, with its monotonic arrival time."""
+    return list(_datagrams(sock, seconds))
 
 
 def receive_until(sock: socket.socket, wanted: str, timeout_s: float = 10.0) -> list[str]:
     """Datagrams up to and including the first equal to (or starting with) `wanted`."""
     heard = []
-    deadline = time.monotonic() + timeout_s
-    while (left := deadline - time.monotonic()) > 0:
-        sock.settimeout(left)
-        try:
-            message = sock.recv(4096).decode()
-        except TimeoutError:
-            break
+    for _, message in _datagrams(sock, timeout_s):
         heard.append(message)
         if message.startswith(wanted):
             return heard
