@@ -1,7 +1,8 @@
 """`python -m bench.run`: measure the agent (and collectd beside it) and print one table.
 
 Sections: steady (RSS, CPU, start-up, bytes per reading on MQTT, wire and disk), layout (payload
-and disk-write experiments), drain, outage (72 h in virtual time), fleet, collectd. `--quick` takes
+and disk-write experiments), drain, outage (72 h in virtual time), fleet, collectd, ping (accuracy
+through the namespace lab, idle and busy). `--quick` takes
 about two minutes; the full run about twelve (the fleet is seven).
 """
 
@@ -23,7 +24,7 @@ from bench import proc
 from bench.net import Broker
 from bench.table import SKIP, Row, render
 
-SECTIONS = ("steady", "layout", "drain", "outage", "fleet", "collectd")
+SECTIONS = ("steady", "layout", "drain", "outage", "fleet", "collectd", "ping")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,7 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[bench] {name} took {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
 
     try:
-        from bench import collectd, drain, fleet, layout, outage, steady  # noqa: PLC0415
+        from bench import (  # noqa: PLC0415
+            collectd,
+            drain,
+            fleet,
+            layout,
+            outage,
+            ping_accuracy,
+            steady,
+        )
 
         def run_steady() -> list[Row]:
             result = steady.measure(broker, root / "steady", logs, quick=args.quick)
@@ -91,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         section(
             "collectd", lambda: collectd.measure(broker, root / "collectd", logs, quick=args.quick)
         )
+        section("ping", lambda: ping_accuracy.measure(quick=args.quick))
     finally:
         broker.stop()
         if not args.keep:

@@ -120,13 +120,20 @@ def _open(family: int) -> socket.socket:
 
 
 def _arrival(ancillary: list[tuple[int, int, bytes]]) -> int:
-    """When the request reached the kernel, on the perf_counter clock; now when unknown."""
+    """When the request reached the kernel, on the perf_counter clock, never earlier than it did;
+    now when unknown.
+
+    The kernel stamps on the wall clock. The wall clock is read before the monotonic one: a pause
+    between the two readings then moves the converted arrival later, never earlier, so the reply
+    can be late but never early, and the injected delay stays a true lower bound of every round
+    trip through the lab."""
+    wall = time.time_ns()
     now = time.perf_counter_ns()
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind in _SO_TIMESTAMPNS:
             seconds, nanoseconds = struct.unpack_from("=qq" if len(data) >= 16 else "=ll", data)
-            waited = time.time_ns() - (int(seconds) * 1_000_000_000 + int(nanoseconds))
-            # The kernel stamps on the wall clock: convert, and distrust a stepped clock.
+            waited = wall - (int(seconds) * 1_000_000_000 + int(nanoseconds))
+            # A negative or huge wait means the wall clock was stepped: distrust the stamp.
             if 0 <= waited < 50_000_000:
                 return now - waited
     return now

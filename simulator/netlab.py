@@ -233,7 +233,11 @@ class Lab:
         return proc
 
     def _sysctl(self, ns: Role, key: str, value: str) -> None:
-        self.run(ns, ["sysctl", "-q", "-w", f"{key}={value}"])
+        # /proc/sys/net shows the namespace of the process that opens it, so a process inside the
+        # namespace writes the file itself: sysctl(8) (procps) is not on a minimal Debian.
+        path = "/proc/sys/" + key.replace(".", "/")
+        write = "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
+        self.run(ns, [sys.executable, "-c", write, path, value])
 
     def set_ping_group_range(self, ns: Role, low: int, high: int) -> None:
         """Let groups low..high open unprivileged ICMP sockets in `ns` ("1 0" lets nobody)."""

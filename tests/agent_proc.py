@@ -111,6 +111,13 @@ class AgentProcess:
         """SIGSTOP: the process hangs, as a wedged main loop would."""
         assert self._proc is not None
         self._proc.send_signal(signal.SIGSTOP)
+        # The signal is delivered asynchronously: return once the kernel shows the process stopped
+        # ("T" in /proc/PID/stat), so nothing the caller sees afterwards came from a running agent.
+        stat = Path(f"/proc/{self._proc.pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":
+            assert time.monotonic() < deadline, "the agent did not stop on SIGSTOP"
+            time.sleep(0.01)
 
     def resume(self) -> None:
         assert self._proc is not None

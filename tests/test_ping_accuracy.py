@@ -76,14 +76,18 @@ def ping_from_gateway(lab: Lab, *, without_net_raw: bool = False, **kwargs: Any)
     return _parse(done.stdout)
 
 
+# The median error the README promises for a round trip measured through the lab.
+MEDIAN_ERROR_MS = 1.0
+
+
 def assert_rtts_match(result: PingResult, delay_ms: float) -> None:
+    """No round trip shorter than the path's delay, which is physically impossible whatever the
+    machine does; and the median within the README's bound. A busy machine can only make single
+    replies later (the responder answers late, never early), so neither the mean nor the maximum
+    is asserted: they measure the machine, not the pinger."""
     assert result.rtts_ms, result
-    # Nothing can come back sooner than the responder's delay; scheduling on a shared CI
-    # machine can only make single replies later, so the middle and the mean are what count.
-    assert min(result.rtts_ms) >= delay_ms - 0.1
-    assert abs(statistics.median(result.rtts_ms) - delay_ms) < 1.0
-    assert result.rtt_avg_ms is not None
-    assert abs(result.rtt_avg_ms - delay_ms) < 1.0
+    assert min(result.rtts_ms) >= delay_ms, result.rtts_ms
+    assert statistics.median(result.rtts_ms) - delay_ms < MEDIAN_ERROR_MS, result.rtts_ms
 
 
 @pytest.mark.parametrize("delay_ms", [50, 300])
@@ -170,7 +174,9 @@ def test_silent_outage_ends_the_round_on_time(lab: Lab) -> None:
     for result in [*measured.results, *over_tcp.results]:
         assert (result.sent, result.received, result.loss_ratio) == (3, 0, 1.0)
     for elapsed in (measured.elapsed, over_tcp.elapsed):
-        assert 0.65 <= elapsed <= 0.7 + 0.15
+        # Not sooner than the last probe's timeout; the upper bound leaves a busy machine room
+        # yet stays below what waiting out each probe's timeout in turn would take (1.5 s).
+        assert 0.65 <= elapsed <= 0.7 + 0.5
 
 
 def test_link_down_is_loss_with_reason(lab: Lab) -> None:

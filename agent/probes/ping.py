@@ -2,9 +2,11 @@
 
 `ping_round` probes every target concurrently from one poll loop and returns within
 `(count - 1) * interval_s + timeout_s`, whatever the targets, the resolver or the link do: the
-agent's main loop must never block longer than that. RTTs are taken with
-`time.perf_counter_ns()`, the real monotonic clock, because a round trip is a property of the real
-network, not of an injected clock.
+agent's main loop must never block longer than that. RTTs come from the kernel's own send and
+arrival stamps where it gives them (`ping_io.kernel_rtt_ns`), else from `time.perf_counter_ns()`,
+the real monotonic clock: a round trip is a property of the real network, not of an injected
+clock. Each way of measuring starts no later than the probe left and ends no earlier than its
+answer came, so a busy CPU can lengthen a measured round trip but never shorten it.
 """
 
 from __future__ import annotations
@@ -80,14 +82,20 @@ class _Target:
     failed: bool = False  # nothing can be sent: every probe counts as lost
     sent_ns: list[int] = field(default_factory=list)
     sent_wall_ns: list[int] = field(default_factory=list)
+    stamps_sends: bool = False  # the kernel stamps this target's sends on its error queue
+    send_keys: dict[int, int] = field(default_factory=dict)  # kernel's send key: probe index
+    sent_kernel_ns: dict[int, int] = field(default_factory=dict)  # probe index: send stamp
     outcome: dict[int, int | None] = field(default_factory=dict)  # probe index: RTT, None: lost
     error: str | None = None
     mark: ping_io.EchoMark = field(default_factory=ping_io.EchoMark)
 
 
 def _stamp_send(target: _Target) -> None:
-    target.sent_wall_ns.append(time.time_ns())
+    # Monotonic first, wall clock second: the wall stamp is then the later of the two, so a
+    # kernel arrival stamp minus it can never exceed the monotonic round trip for a reason as
+    # harmless as being descheduled between the two readings.
     target.sent_ns.append(time.perf_counter_ns())
+    target.sent_wall_ns.append(time.time_ns())
 
 
 class _Round:
@@ -127,7 +135,7 @@ class _Round:
         target.start_ns = time.perf_counter_ns()
         opened = None if self.preference == "tcp" else ping_io.open_icmp(family)
         if opened is not None:
-            target.method, target.sock = opened
+            target.method, target.sock, target.stamps_sends = opened
             self.icmp[target.sock.fileno()] = target
             self.poller.register(target.sock, select.POLLIN)
 
@@ -209,9 +217,20 @@ class _Round:
         except OSError as exc:
             target.error = ping_io.reason(exc.errno)
             target.outcome[index] = None
+            return
+        # The kernel numbers the stamps of the sends that reached its queue. Should a failed send
+        # have taken a number too, every later stamp lands one probe early, before that probe's
+        # own wall-clock stamp, and is refused: the round falls back to the wall-clock stamps.
+        target.send_keys[len(target.send_keys)] = index
 
     def _receive(self, target: _Target) -> None:
         assert target.sock is not None
+        if target.stamps_sends:
+            # Queued during sendto(), so a probe's stamp is here before its reply can be.
+            for key, stamp in ping_io.send_stamps(target.sock):
+                index = target.send_keys.get(key)
+                if index is not None and stamp >= target.sent_wall_ns[index]:
+                    target.sent_kernel_ns[index] = stamp
         while True:
             try:
                 data, ancillary, _, source = target.sock.recvmsg(2048, ping_io.ANCILLARY_SPACE)
@@ -228,7 +247,10 @@ class _Round:
             if index is None or index >= len(target.sent_ns) or index in target.outcome:
                 continue  # not an answer to us, or a duplicate, which counts once
             rtt = ping_io.kernel_rtt_ns(
-                now - target.sent_ns[index], ancillary, target.sent_wall_ns[index]
+                now - target.sent_ns[index],
+                ancillary,
+                target.sent_wall_ns[index],
+                target.sent_kernel_ns.get(index),
             )
             if target.sent_ns[index] + rtt <= self._probe_deadline(target, index):
                 target.outcome[index] = rtt

@@ -31,14 +31,32 @@ _PROTO: dict[int, int] = {
 }
 _SOL_RAW = 255  # <linux/socket.h>; ICMP_FILTER lives at this level for raw IPv4 sockets
 _ICMP_FILTER = 1  # same option number for ICMP_FILTER (SOL_RAW) and ICMP6_FILTER (IPPROTO_ICMPV6)
-# SO_TIMESTAMPNS_NEW (64-bit time on every ABI, Linux >= 5.1), then the old one; the asm-generic
-# numbers, which ARM and x86 use. The stdlib does not name them.
+# The stdlib names none of the kernel's timestamping options; these are the asm-generic numbers,
+# which ARM and x86 use. The _NEW option of each pair carries 64-bit time on every ABI (Linux
+# >= 5.1, and 32-bit Raspberry Pi OS needs it past 2038); the _OLD one is tried next.
+_SO_TIMESTAMPING = (65, 37)
 _SO_TIMESTAMPNS = (64, 35)
+# Software stamps both ways: the send stamped as the packet enters the interface's queue (so a
+# queue on the gateway itself still counts as path delay, but our own wait for the CPU does not),
+# the arrival as the packet reaches the stack. OPT_ID numbers the send stamps per socket;
+# OPT_TSONLY returns them without a copy of the packet.
+_SOF_TX_SCHED = 1 << 8
+_SOF_RX_SOFTWARE = 1 << 3
+_SOF_SOFTWARE = 1 << 4
+_SOF_OPT_ID = 1 << 7
+_SOF_OPT_TSONLY = 1 << 11
+_TIMESTAMPING = _SOF_TX_SCHED | _SOF_RX_SOFTWARE | _SOF_SOFTWARE | _SOF_OPT_ID | _SOF_OPT_TSONLY
+_SO_EE_ORIGIN_TIMESTAMPING = 4  # <linux/errqueue.h>
+_SCM_TSTAMP_SCHED = 1
+# The ancillary message that carries `struct sock_extended_err` on the error queue: IP_RECVERR
+# (11) at SOL_IP, IPV6_RECVERR (25) at SOL_IPV6.
+_RECVERR = {(socket.IPPROTO_IP, 11), (socket.IPPROTO_IPV6, 25)}
 # A kernel receive stamp later than our own wake-up, or earlier by more than a stalled process
 # plausibly lags, means the wall clock was stepped during the round trip. NTP daemons slew
 # offsets below 128 ms instead of stepping, so a step that slips past this check is rare.
 _MAX_WAKE_DELAY_NS = 100_000_000
-ANCILLARY_SPACE = socket.CMSG_SPACE(16)  # room for one kernel timestamp
+ANCILLARY_SPACE = socket.CMSG_SPACE(48)  # room for one scm_timestamping (three timespecs)
+ERRQUEUE_SPACE = socket.CMSG_SPACE(48) + socket.CMSG_SPACE(64)  # a send stamp and its key
 _TCP_INFO_TOTAL_RETRANS = 100  # byte offset of tcpi_total_retrans in <linux/tcp.h> struct tcp_info
 _REASONS = {
     errno.ENETUNREACH: "network unreachable",
@@ -58,9 +76,9 @@ def reason(err: int | None) -> str:
     return _REASONS.get(err, os.strerror(err).lower())
 
 
-def open_icmp(family: int) -> tuple[Method, socket.socket] | None:
+def open_icmp(family: int) -> tuple[Method, socket.socket, bool] | None:
     """Open the best ICMP socket this process may have, non-blocking, or None when only TCP is
-    left."""
+    left. The flag says whether the kernel stamps the sends (see `send_stamps`)."""
     kinds: tuple[tuple[int, Method], ...] = (
         (socket.SOCK_RAW, "icmp-raw"),
         (socket.SOCK_DGRAM, "icmp-dgram"),
@@ -76,8 +94,7 @@ def open_icmp(family: int) -> tuple[Method, socket.socket] | None:
         sock.setblocking(False)
         if kind == socket.SOCK_RAW:
             _pass_only_echo_replies(sock, family)
-        _stamp_arrivals(sock)
-        return method, sock
+        return method, sock, _stamp_in_kernel(sock)
     return None
 
 
@@ -96,32 +113,86 @@ def _pass_only_echo_replies(sock: socket.socket, family: int) -> None:
         pass  # an optimisation only: replies are matched in userspace anyway
 
 
-def _stamp_arrivals(sock: socket.socket) -> None:
-    # The time a reply reached the kernel, not the time this process got the CPU back: on a busy
-    # Pi the difference is milliseconds. The kernel offers only wall-clock stamps.
+def _stamp_in_kernel(sock: socket.socket) -> bool:
+    """Ask the kernel to stamp sends and arrivals; else arrivals only. True when sends are
+    stamped too.
+
+    Our own clock readings around sendto() and recvmsg() include the time this process waited for
+    the CPU, milliseconds on a busy Pi; the kernel's stamps do not. Both are wall-clock stamps
+    (the kernel offers no other), so a round trip is one difference on one clock."""
+    for option in _SO_TIMESTAMPING:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, _TIMESTAMPING)
+            return True
     for option in _SO_TIMESTAMPNS:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, option, 1)
-            return
+            return False
+    return False
 
 
-def _arrival_stamp(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+def _kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The software stamp in `ancillary` (SCM_TIMESTAMPNS or the first of SCM_TIMESTAMPING's three
+    timespecs), in wall-clock nanoseconds."""
     for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind in _SO_TIMESTAMPNS:
-            seconds, nanoseconds = struct.unpack_from("=qq" if len(data) >= 16 else "=ll", data)
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind in _SO_TIMESTAMPING:
+            size = len(data) // 3
+        elif kind in _SO_TIMESTAMPNS:
+            size = len(data)
+        else:
+            continue
+        # A 64-bit timespec is two int64; the old options on a 32-bit ABI give two int32.
+        seconds, nanoseconds = struct.unpack_from("=qq" if size >= 16 else "=ll", data)
+        if seconds or nanoseconds:
             return int(seconds) * 1_000_000_000 + int(nanoseconds)
     return None
 
 
-def kernel_rtt_ns(rtt_ns: int, ancillary: list[tuple[int, int, bytes]], sent_wall_ns: int) -> int:
-    """The round trip measured to the kernel's arrival stamp when there is a believable one, else
-    `rtt_ns` (measured to this process's wake-up on the monotonic clock)."""
-    arrived = _arrival_stamp(ancillary)
-    if arrived is not None:
-        stamped = arrived - sent_wall_ns
-        if 0 < stamped <= rtt_ns <= stamped + _MAX_WAKE_DELAY_NS:
-            return stamped
-    return rtt_ns
+def send_stamps(sock: socket.socket) -> list[tuple[int, int]]:
+    """Read the send stamps the kernel queued on `sock`'s error queue: (key, wall-clock ns) pairs,
+    the key counting this socket's sends from 0. Never blocks."""
+    stamps: list[tuple[int, int]] = []
+    while True:
+        try:
+            _, ancillary, _, _ = sock.recvmsg(0, ERRQUEUE_SPACE, socket.MSG_ERRQUEUE)
+        except (BlockingIOError, InterruptedError):
+            return stamps
+        except OSError:
+            return stamps  # nothing stamped can be read: the arrival stamp alone serves
+        stamp = _kernel_stamp(ancillary)
+        for level, kind, data in ancillary:
+            if (level, kind) not in _RECVERR or len(data) < 16 or stamp is None:
+                continue
+            # struct sock_extended_err: errno, origin, type, code, pad, info, data
+            _, origin, _, _, _, info, key = struct.unpack_from("=IBBBBII", data)
+            if origin == _SO_EE_ORIGIN_TIMESTAMPING and info == _SCM_TSTAMP_SCHED:
+                stamps.append((key, stamp))
+
+
+def kernel_rtt_ns(
+    rtt_ns: int,
+    ancillary: list[tuple[int, int, bytes]],
+    sent_wall_ns: int,
+    sent_kernel_ns: int | None = None,
+) -> int:
+    """The round trip between the kernel's send and arrival stamps when there are believable ones,
+    else from our wall-clock reading before sendto() to the arrival stamp, else `rtt_ns`
+    (measured to this process's wake-up on the monotonic clock).
+
+    Every one of them starts no later than the packet left and ends no earlier than the answer
+    came: waiting for the CPU can only lengthen them, never shorten them below the path. That
+    needs the send's monotonic reading taken before its wall-clock one (`sent_wall_ns`)."""
+    arrived = _kernel_stamp(ancillary)
+    if arrived is None:
+        return rtt_ns
+    stamped = arrived - sent_wall_ns
+    if not 0 < stamped <= rtt_ns <= stamped + _MAX_WAKE_DELAY_NS:
+        return rtt_ns
+    if sent_kernel_ns is not None and sent_wall_ns <= sent_kernel_ns < arrived:
+        return arrived - sent_kernel_ns
+    return stamped
 
 
 def available_method(preferred: Preference = "auto", family: int = socket.AF_INET) -> Method:
@@ -132,7 +203,7 @@ def available_method(preferred: Preference = "auto", family: int = socket.AF_INE
     opened = open_icmp(family)
     if opened is None:
         return "tcp"
-    method, sock = opened
+    method, sock, _ = opened
     sock.close()
     return method
 
