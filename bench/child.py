@@ -115,7 +115,7 @@ class Daemon:
 
 def buffer_counts(state_dir: Path) -> tuple[int, int]:
     """(readings buffered, highest seq ever assigned), read as a technician's tool reads."""
-    from agent.bufferview import BufferView  # noqa: PLC0415 - only where the buffer is read
+    from agent.buffer.readonly import BufferView  # noqa: PLC0415 - only where the buffer is read
 
     with BufferView.open(state_dir, busy_timeout_s=5) as view, view.snapshot() as buffer:
         stats = buffer.stats()
@@ -124,7 +124,7 @@ def buffer_counts(state_dir: Path) -> tuple[int, int]:
 
 def telemetry_readings(topic: str, payload: bytes) -> int:
     """How many readings a message on the agent's topics carried (0 for status and events)."""
-    from agent.payload import decode_telemetry  # noqa: PLC0415 - only where telemetry is counted
+    from agent.contract.telemetry import decode_telemetry  # noqa: PLC0415 - only where telemetry is counted
 
     if not topic.endswith("/telemetry"):
         return 0

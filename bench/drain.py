@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from agent.buffer import Buffer
+from agent.buffer.store import Buffer
 from bench import proc, samples
 from bench.child import PREFIX, SITE, Daemon, buffer_counts, telemetry_readings, write_config
 from bench.net import Broker, Counter

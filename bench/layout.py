@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.payload import encode_telemetry
+from agent.contract.telemetry import encode_telemetry
 from agent.reading import Reading
 from bench import samples
 from bench.child import PREFIX, SITE
@@ -113,8 +113,8 @@ def payload_rows(base: list[samples.Sample]) -> list[Row]:
 def disk_mix(state: Path, rounds: int) -> dict[str, float]:
     """Write `rounds` rounds as the daemon does (the previous round's acknowledged readings deleted
     in the commit that appends the next), counting write_bytes per cause."""
-    from agent.buffer import Buffer  # noqa: PLC0415
-    from agent.status import write_json_atomic  # noqa: PLC0415
+    from agent.buffer.store import Buffer  # noqa: PLC0415
+    from agent.files import replace_json  # noqa: PLC0415
 
     def written() -> int:
         for line in Path("/proc/self/io").read_text().splitlines():
@@ -135,7 +135,7 @@ def disk_mix(state: Path, rounds: int) -> dict[str, float]:
         assert appended.first_seq is not None and appended.last_seq is not None
         acked = range(appended.first_seq, appended.last_seq + 1)
         before = written()
-        write_json_atomic(state / "status.json", status)
+        replace_json(state / "status.json", status)
         cost["status"] += written() - before
         readings += len(round_samples)
     buffer.close()

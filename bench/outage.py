@@ -30,10 +30,10 @@ def _rss_kb() -> tuple[int, int]:
 
 
 def simulate(broker_url: str, state: Path, hours: float) -> dict[str, Any]:
-    from simulator.clock import Timeline  # noqa: PLC0415 - the child's imports, not the parent's
-    from simulator.gateway import Gateway  # noqa: PLC0415
-    from simulator.scenario import Event, load_scenario  # noqa: PLC0415
-    from simulator.world import run_world  # noqa: PLC0415
+    from simulator.virtual.clock import Timeline  # noqa: PLC0415 - the child's imports, not the parent's
+    from simulator.virtual.gateway import Gateway  # noqa: PLC0415
+    from simulator.virtual.scenario import Event, load_scenario  # noqa: PLC0415
+    from simulator.virtual.world import run_world  # noqa: PLC0415
 
     base = load_scenario("broker-outage")
     scenario = replace(

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bench.table import SHORT, Row, info
-from simulator.netlab import Lab, netns_available
+from simulator.lab.netlab import Lab, netns_available
 
 DELAYS_MS = (2, 50, 300, 600)
 _PINGER = """
 import json, sys
-from agent.probes.ping import ping_round
+from agent.probes.ping.engine import ping_round
 kwargs = json.loads(sys.argv[1])
 [result] = ping_round(**kwargs)
 print(json.dumps({"method": result.method, "rtts_ms": result.rtts_ms, "sent": result.sent}))

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent.clock import SystemClock
-from agent.compose import build_probes
-from agent.config import load_config
-from agent.daemon import measure
+from agent.config.load import load_config
+from agent.daemon.compose import build_probes
+from agent.daemon.rounds import measure
 from agent.reading import Sample, Stamp
 from bench.child import write_config
 

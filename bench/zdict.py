@@ -1,4 +1,4 @@
-"""How agent/schema/telemetry-2.zdict, the preset zlib dictionary of telemetry schema 2, was built.
+"""How agent/contract/schema/telemetry-2.zdict, the preset zlib dictionary of telemetry schema 2, was built.
 
 A preset dictionary is text deflate may refer back to before the message's first byte, so the
 first series table in a message costs a few bytes per series instead of its full names. It holds

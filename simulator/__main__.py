@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import logs
-from simulator.fleet import (
+from simulator.virtual.fleet import (
     GATEWAYS_PER_PROCESS,
     RunOptions,
     Site,
@@ -22,8 +22,8 @@ from simulator.fleet import (
     fleet_sites,
     run_fleet,
 )
-from simulator.report import ReportError, draw
-from simulator.scenario import ScenarioError, load_scenario, shipped_scenarios
+from simulator.virtual.report import ReportError, draw
+from simulator.virtual.scenario import ScenarioError, load_scenario, shipped_scenarios
 
 EX_LOST, EX_USAGE, EX_REPORT = 1, 2, 3
 

@@ -6,8 +6,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from certs import Pki, make_pki
-from mqtt_broker import Broker, BrokerFactory, TlsSetup, start_broker
+
+from tests.support.certs import Pki, make_pki
+from tests.support.mqtt_broker import Broker, BrokerFactory, TlsSetup, start_broker
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def pki(tmp_path: Path) -> Pki:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """After a run that included the fault catalogue, print what each fault cost."""
-    from faults import ROWS, table
+    from tests.support.faults import ROWS, table
 
     if ROWS:
         terminalreporter.section("fault catalogue: readings committed, delivered, lost")

@@ -13,14 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from agent.config import EX_CONFIG, ConfigError, load_config
+from agent.cli.exits import EX_CHECK_FAILED, EX_CONFIG, EX_OK
+from agent.config.load import ConfigError, load_config
 from agent.diag.base import CheckResult, CheckSpec, DiagInputs, result
 from agent.diag.checks import CHECKS
 from agent.diag.messages import Lang
 from agent.diag.render import Progress, Timed, as_json
 
-EX_ALL_PASSED = 0
-EX_CHECK_FAILED = 1
 TOTAL_BUDGET_S = 28.0  # the bound is 30 s with DNS and the broker dead; keep a margin
 _GRACE_S = 0.5  # a check's own timeouts should fire first; this is the safety net past them
 
@@ -90,7 +89,7 @@ def exit_code(results: Sequence[Timed]) -> int:
         return EX_CONFIG
     if any(t.result.status == "fail" for t in results):
         return EX_CHECK_FAILED
-    return EX_ALL_PASSED
+    return EX_OK
 
 
 def run_diag(config_file: Path, *, lang: Lang, json_out: bool, out: TextIO, tty: bool) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent.clock import Clock, SystemClock
-from agent.config import Config
+from agent.config.schema import Config
 
 Status = Literal["pass", "warn", "fail"]
 Arg = str | int | float

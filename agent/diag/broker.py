@@ -13,13 +13,14 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.clock import PLAUSIBLE_AFTER_S
-from agent.config import BrokerConfig, read_password
+from agent.config.schema import BrokerConfig
 from agent.diag.base import Arg, CheckResult, DiagInputs, Earlier, needs_config, result
 from agent.diag.system import utc_text
+from agent.publish.client import paho_client
+from agent.publish.tls import tls_context
 
 # X509_V_ERR_* codes from OpenSSL's x509_vfy.h that a technician can act on.
 _NOT_YET_VALID, _EXPIRED = 9, 10
@@ -73,16 +74,6 @@ def check_broker_tcp(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> 
     return result("broker_tcp", "pass", "broker_tcp.ok", ms=ms, **args)
 
 
-def tls_context(broker: BrokerConfig) -> ssl.SSLContext:
-    """The same verification the agent does: on, always; at least TLS 1.2; the configured CA."""
-    ca = str(broker.ca_file) if broker.ca_file else None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if broker.cert_file is not None and broker.key_file is not None:
-        context.load_cert_chain(str(broker.cert_file), str(broker.key_file))
-    return context
-
-
 def check_broker_tls(inputs: DiagInputs, earlier: Earlier, budget_s: float) -> CheckResult:
     name = "broker_tls"
     if inputs.config is None:
@@ -129,18 +120,8 @@ def check_broker_tls(inputs: DiagInputs, earlier: Earlier, budget_s: float) -> C
 
 def _login(broker: BrokerConfig, client_id: str, budget_s: float) -> tuple[str, str]:
     """Connect, wait for CONNACK, disconnect. Return (outcome, reason)."""
-    v5 = broker.protocol == "5"
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        clean_session=None if v5 else True,
-    )
+    client = paho_client(broker, client_id)
     client.connect_timeout = max(0.5, budget_s / 2)
-    if broker.username is not None:
-        client.username_pw_set(broker.username, read_password(broker))
-    if broker.tls:
-        client.tls_set_context(tls_context(broker))
     answer: dict[str, ReasonCode] = {}
     answered = threading.Event()
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 
 from agent.diag.base import CheckResult, DiagInputs, Earlier, needs_config, result
+from agent.probes.dns import nameservers
 from agent.probes.latency import FIRST_HOP, with_first_hop
-from agent.probes.ping import ping_round
-
-_RESOLV_CONF = Path("/etc/resolv.conf")
+from agent.probes.ping.engine import ping_round
 
 
 def is_address(text: str) -> bool:
@@ -18,14 +16,6 @@ def is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def nameservers(resolv_conf: Path = _RESOLV_CONF) -> list[str]:
-    try:
-        lines = resolv_conf.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    return [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
 
 
 def check_dns(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> CheckResult:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agent.bufferview import Backlog
-from agent.compose import status_path
+from agent.buffer.readonly import Backlog, read_backlog
+from agent.daemon.state import StatusRecord, daemon_state, fresh_within_s
 from agent.diag.base import Arg, CheckResult, DiagInputs, Earlier, needs_config, result
-from agent.statuscmd import daemon_state, fresh_within_s, read_backlog
+from agent.files import status_path
 
 # Readings older than this and still unsent mean data has not flowed for a while.
 _BACKLOG_AGE_WARN_S = 15 * 60
@@ -64,17 +64,17 @@ def check_service(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> Ch
         return needs_config("service")
     judged = daemon_state(
         config.state_dir,
-        status_path(config),
+        status_path(config.state_dir, config.status_dir),
         interval_s=config.interval_s,
         now=inputs.clock.wall(),
         proc=inputs.proc,
     )
-    status = judged.status or {}
+    status = judged.status or StatusRecord()
     age = "-" if judged.age_s is None else f"{max(0.0, judged.age_s):.0f}"
     args: dict[str, Arg] = {
-        "pid": str(status.get("pid", "-")),
+        "pid": "-" if status.pid is None else str(status.pid),
         "age_s": age,
-        "broker": str(status.get("broker_state", "-")),
+        "broker": status.broker_state or "-",
         "limit_s": round(fresh_within_s(config.interval_s)),
     }
     if judged.state == "running":

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
-from agent.buffer import disk_free_bytes
+from agent.buffer.store import disk_free_bytes
 from agent.clock import PLAUSIBLE_AFTER_S
 from agent.diag.base import Arg, CheckResult, DiagInputs, Earlier, needs_config, result
-from agent.probes.ping import available_method
+from agent.probes.ping.wire import available_method
+from agent.probes.route import default_routes
+from agent.probes.system import (
+    FREQ_CAPPED_NOW,
+    SINCE_BOOT,
+    TEMP_LIMIT_NOW,
+    THROTTLED_NOW,
+    UNDER_VOLTAGE_NOW,
+    run_vcgencmd,
+    throttled_word,
+)
 
 _IFF_UP = 0x1
 _IFF_RUNNING = 0x40  # the kernel's "lower up": carrier present
-_RTF_UP = 0x1
-_RTF_REJECT = 0x200  # unreachable/prohibit routes the kernel lists for ::/0 on lo
-
-# Bits of the Pi firmware's get_throttled word: now, and "has happened since boot".
-_UNDER_VOLTAGE_NOW, _THROTTLED_NOW = 1 << 0, 1 << 2
-_CAPPED_NOW, _SOFT_TEMP_NOW = 1 << 1, 1 << 3
-_SINCE_BOOT = 0xF0000
-_FIRMWARE_NODE = "devices/platform/soc/soc:firmware/get_throttled"
 
 
 def _read(path: Path) -> str | None:
@@ -31,25 +31,6 @@ def _read(path: Path) -> str | None:
         return path.read_text(encoding="ascii", errors="replace").strip()
     except OSError:
         return None
-
-
-def default_routes(proc: Path) -> list[tuple[str, str]]:
-    """(interface, gateway) of every usable default route, IPv4 first, from the reader's namespace."""
-    found: list[tuple[str, str]] = []
-    for line in (_read(proc / "net/route") or "").splitlines()[1:]:
-        cols = line.split()
-        default = len(cols) >= 8 and cols[1] == "00000000" and cols[7] == "00000000"
-        if default and int(cols[3], 16) & _RTF_UP:
-            gateway = socket.inet_ntoa(bytes.fromhex(cols[2])[::-1])
-            found.append((cols[0], gateway))
-    for line in (_read(proc / "net/ipv6_route") or "").splitlines():
-        cols = line.split()
-        if len(cols) == 10 and cols[0] == "0" * 32 and cols[1] == "00":
-            flags = int(cols[8], 16)
-            if flags & _RTF_UP and not flags & _RTF_REJECT and cols[9] != "lo":
-                gateway = socket.inet_ntop(socket.AF_INET6, bytes.fromhex(cols[4]))
-                found.append((cols[9], gateway))
-    return found
 
 
 def _iface_up(sys_root: Path, name: str) -> bool | None:
@@ -68,7 +49,7 @@ def check_interfaces(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) ->
     """Every counted interface up; the hotspot's LAN interface (`lan.interface`) always counts, and
     down or missing it fails whatever else is up: without it nobody in the village gets online."""
     name = "interfaces"
-    wan = {iface for iface, _gw in default_routes(inputs.proc)}
+    wan = {route.interface for route in default_routes(inputs.proc)}
     configured = inputs.config.throughput.interfaces if inputs.config else ()
     lan = inputs.config.lan.interface if inputs.config else None
     try:
@@ -104,8 +85,9 @@ def check_route(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> Chec
     routes = default_routes(inputs.proc)
     if not routes:
         return result("route", "fail", "route.none")
-    iface, gateway = routes[0]
-    return result("route", "pass", "route.ok", iface=iface, gateway=gateway)
+    first = routes[0]
+    gateway = first.gateway or "-"  # a point-to-point link has no next hop to name
+    return result("route", "pass", "route.ok", iface=first.interface, gateway=gateway)
 
 
 def utc_text(ts: float) -> str:
@@ -151,36 +133,20 @@ def check_disk(inputs: DiagInputs, _earlier: Earlier, _budget_s: float) -> Check
     return result("disk", "pass", "disk.ok", **args)
 
 
-def _throttled_word(inputs: DiagInputs, budget_s: float) -> int | None:
-    text = _read(inputs.sys / _FIRMWARE_NODE)
-    if text is None and inputs.vcgencmd is not None:
-        try:
-            done = subprocess.run(
-                [inputs.vcgencmd, "get_throttled"],
-                capture_output=True,
-                text=True,
-                timeout=max(0.5, budget_s - 0.5),
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        text = done.stdout.strip().partition("=")[2] if done.returncode == 0 else None
-    try:
-        return int(text, 16) if text else None
-    except ValueError:
-        return None
-
-
 def check_power(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> CheckResult:
-    word = _throttled_word(inputs, budget_s)
+    timeout_s = max(0.5, budget_s - 0.5)
+    word = throttled_word(
+        inputs.sys,
+        lambda: None if inputs.vcgencmd is None else run_vcgencmd(inputs.vcgencmd, timeout_s),
+    )
     if word is None:
         return result("power", "pass", "power.not_pi")
     flags = f"0x{word:x}"
-    if word & _UNDER_VOLTAGE_NOW:
+    if word & UNDER_VOLTAGE_NOW:
         return result("power", "fail", "power.under_voltage_now", flags=flags)
-    if word & _THROTTLED_NOW:
+    if word & THROTTLED_NOW:
         return result("power", "fail", "power.throttled_now", flags=flags)
-    if word & (_SINCE_BOOT | _CAPPED_NOW | _SOFT_TEMP_NOW):
+    if word & (SINCE_BOOT | FREQ_CAPPED_NOW | TEMP_LIMIT_NOW):
         return result("power", "warn", "power.since_boot", flags=flags)
     return result("power", "pass", "power.ok", flags=flags)
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from agent.reading import Sample
 
@@ -42,17 +43,32 @@ class DnsAnswer:
         return self.rcode == "noerror" and bool(self.addresses)
 
 
-def resolv_conf_server(path: Path = Path("/etc/resolv.conf")) -> str | None:
-    """The first `nameserver` line's address, or None when there is none."""
+class Query(Protocol):
+    """One DNS query: `query` on the network, or the simulator's resolver."""
+
+    def __call__(self, server: str, port: int, name: str, *, timeout_s: float) -> DnsAnswer: ...
+
+
+def nameservers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
+    """The `nameserver` addresses of resolv.conf, in order, without an IPv6 scope (fe80::1%eth0
+    names the interface, not the server). The only reader of resolv.conf: the probe and `diag`
+    name the same servers."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    found: list[str] = []
     for line in lines:
         fields = line.split()
         if len(fields) >= 2 and fields[0] == "nameserver":
-            return fields[1].split("%")[0]  # fe80::1%eth0: the scope is not part of the address
-    return None
+            found.append(fields[1].split("%")[0])
+    return found
+
+
+def resolv_conf_server(path: Path = Path("/etc/resolv.conf")) -> str | None:
+    """The first nameserver, or None when there is none."""
+    servers = nameservers(path)
+    return servers[0] if servers else None
 
 
 def encode_query(ident: int, name: str) -> bytes:
@@ -150,8 +166,10 @@ class DnsProbe:
         port: int = 53,
         timeout_s: float = 2.0,
         system_resolver: ResolverSource = resolv_conf_server,
+        ask: Query | None = None,
     ) -> None:
         self._names = tuple(names)
+        self._ask: Query = ask or query
         self._server = server
         self._port = port
         self._timeout_s = timeout_s
@@ -168,7 +186,7 @@ class DnsProbe:
             if server is None:
                 answer = DnsAnswer(name=name, elapsed_ms=None, rcode="noserver")
             else:
-                answer = query(server, self._port, name, timeout_s=self._timeout_s)
+                answer = self._ask(server, self._port, name, timeout_s=self._timeout_s)
             tags["rcode"] = answer.rcode
             if answer.elapsed_ms is not None:
                 samples.append(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 
-from agent.config import LatencyConfig
-from agent.probes.ping import PingResult, ping_round
+from agent.config.schema import LatencyConfig
+from agent.probes.ping.engine import PingResult, ping_round
+from agent.probes.route import default_gateway
 from agent.reading import Sample
 
 PingRound = Callable[[LatencyConfig], Sequence[PingResult]]
@@ -18,23 +16,6 @@ FirstHop = Callable[[], str | None]
 
 # The word in `latency.targets` that stands for the default route's next hop.
 FIRST_HOP = "gateway"
-_RTF_GATEWAY = 0x2  # <linux/route.h>: the route goes through a gateway
-
-
-def default_gateway(route: Path = Path("/proc/net/route")) -> str | None:
-    """The IPv4 next hop of the default route, or None when there is none (or no such file)."""
-    try:
-        lines = route.read_text(encoding="ascii").splitlines()[1:]
-    except OSError:
-        return None
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 8 or fields[1] != "00000000" or fields[7] != "00000000":
-            continue
-        if int(fields[3], 16) & _RTF_GATEWAY:
-            # The kernel prints the address as a host-order (little-endian on ARM and x86) word.
-            return socket.inet_ntoa(struct.pack("<I", int(fields[2], 16)))
-    return None
 
 
 def with_first_hop(

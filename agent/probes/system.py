@@ -35,14 +35,19 @@ THROTTLE_BITS: tuple[tuple[int, str], ...] = (
 _VCGENCMD_OUT = re.compile(r"throttled=(0x[0-9a-fA-F]+|\d+)")
 
 
-def run_vcgencmd() -> str | None:
+# The same bits by meaning, for verdicts (`diag`): "now" in the low half, "since boot" above.
+UNDER_VOLTAGE_NOW, FREQ_CAPPED_NOW, THROTTLED_NOW, TEMP_LIMIT_NOW = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+SINCE_BOOT = 0xF0000
+
+
+def run_vcgencmd(tool: str | None = None, timeout_s: float = 5.0) -> str | None:
     """`vcgencmd get_throttled` output, or None where the tool is missing or fails (not a Pi)."""
-    tool = shutil.which("vcgencmd")
+    tool = tool or shutil.which("vcgencmd")
     if tool is None:
         return None
     try:
         done = subprocess.run(
-            [tool, "get_throttled"], capture_output=True, text=True, timeout=5, check=False
+            [tool, "get_throttled"], capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -180,12 +185,20 @@ class SystemProbe:
         return samples
 
     def _throttling(self) -> list[Sample]:
-        # The firmware node is cheap and needs no tool; vcgencmd is the fallback on older kernels.
-        raw = _read(self._sys / FIRMWARE_THROTTLED)
-        if raw is not None and raw.strip():
-            return throttled_flags(int(raw.strip(), 16))
-        out = self._vcgencmd()
-        match = _VCGENCMD_OUT.search(out) if out else None
-        if match is None:
-            return []
-        return throttled_flags(int(match.group(1), 0))
+        word = throttled_word(self._sys, self._vcgencmd)
+        return [] if word is None else throttled_flags(word)
+
+
+def throttled_word(sys_root: Path, vcgencmd: Vcgencmd) -> int | None:
+    """The Pi firmware's get_throttled word, or None where there is none (not a Pi). The only
+    reader of it: the system probe's readings and `diag`'s power verdict come from here."""
+    # The firmware node is cheap and needs no tool; vcgencmd is the fallback on older kernels.
+    raw = _read(sys_root / FIRMWARE_THROTTLED)
+    if raw is not None and raw.strip():
+        try:
+            return int(raw.strip(), 16)
+        except ValueError:
+            return None
+    out = vcgencmd()
+    match = _VCGENCMD_OUT.search(out) if out else None
+    return None if match is None else int(match.group(1), 0)

@@ -1,0 +1,188 @@
+"""Reading the agent's configuration file: YAML in, a validated `Config` out, or every problem at
+once, each naming its key (`ConfigError`). Secrets are read here, at the moment they are needed."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.config.convert import convert
+from agent.config.schema import BrokerConfig, Config
+from agent.lowmem import sha256_digest
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. `problems` lists every one, each naming its key."""
+
+    def __init__(self, file: Path, problems: list[str]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"Configuration file {self.file} has {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
+        lines.append("Fix these lines, then check again with: village-agent config check FILE")
+        return "\n".join(lines)
+
+
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    return path if path.is_absolute() else base / path
+
+
+def _secret_problems(path: Path, key: str) -> list[str]:
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        return [f"At '{key}': cannot read {path}: {err.strerror}; check the path and permissions"]
+    if mode & stat.S_IROTH:
+        return [
+            f"At '{key}': {path} is readable by every user on the gateway; run: chmod 0640 {path}"
+        ]
+    return []
+
+
+def _resolve_broker(base: Path, broker: BrokerConfig) -> BrokerConfig:
+    return replace(
+        broker,
+        password_file=_resolve(base, broker.password_file),
+        ca_file=_resolve(base, broker.ca_file),
+        cert_file=_resolve(base, broker.cert_file),
+        key_file=_resolve(base, broker.key_file),
+    )
+
+
+def _broker_problems(broker: BrokerConfig) -> list[str]:
+    """What is wrong with the broker section as a whole: missing files, open secrets, mismatches."""
+    problems: list[str] = []
+    for key, path in (("broker.ca_file", broker.ca_file), ("broker.cert_file", broker.cert_file)):
+        if path is not None and not path.is_file():
+            problems.append(f"At '{key}': no such file {path}")
+    for key, path in (
+        ("broker.password_file", broker.password_file),
+        ("broker.key_file", broker.key_file),
+    ):
+        if path is not None:
+            problems += _secret_problems(path, key)
+    if (broker.cert_file is None) != (broker.key_file is None):
+        problems.append("At 'broker.cert_file': a client certificate needs broker.key_file too")
+    if not broker.tls and any(p is not None for p in (broker.ca_file, broker.cert_file)):
+        problems.append(
+            "At 'broker.url': TLS files are set but the URL is mqtt://; use mqtts:// to encrypt"
+        )
+    if broker.password_file is not None and broker.username is None:
+        problems.append("At 'broker.username': a password_file is set but no username")
+    if broker.reconnect_min_s > broker.reconnect_max_s:
+        problems.append("At 'broker.reconnect_min_s': must not exceed broker.reconnect_max_s")
+    return problems
+
+
+def _file_problems(config: Config) -> list[str]:
+    problems = _broker_problems(config.broker)
+    if config.latency.loss_window < config.latency.count:
+        # A window shorter than one round would say less than the round's own loss_percent.
+        problems.append(
+            f"At 'latency.loss_window': must be at least latency.count ({config.latency.count}),"
+            f" got {config.latency.loss_window}"
+        )
+    if config.speedtest.enabled and config.speedtest.url_download is None:
+        problems.append("At 'speedtest.url_download': speed tests are enabled but have no URL")
+    return problems
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that notes repeated keys: YAML keeps the last silently, and a technician who
+    added `interval_s` twice would not know which one the agent runs with."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` merges a mapping; SafeLoader flattens it itself
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool):
+                continue  # SafeLoader itself rejects unhashable keys, with their line
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                self.duplicates.append(
+                    f"At line {line}: key '{key}' appears twice in one section; keep one of them"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> tuple[object, list[str]]:
+    """The parsed document and its repeated keys. Raise yaml.YAMLError for text that is not YAML."""
+    loader = _StrictLoader(text)  # reads the first bytes already: may raise on a bad character
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
+
+
+def parse_config(text: str, file: Path) -> Config:
+    """Parse and validate config text. Raise ConfigError listing every problem found."""
+    try:
+        raw, duplicates = _load_yaml(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(err, "problem", None) or str(err)
+        raise ConfigError(file, [f"{where}not valid YAML ({reason})"]) from err
+    config, problems = convert(Config, raw)
+    problems = duplicates + problems
+    base = file.parent
+    if config is None:
+        # Every problem at once: a wrong type elsewhere must not hide a missing CA file, or the
+        # technician fixes one line, restarts, and meets the next error on the next visit.
+        if isinstance(raw, dict):
+            broker_only, broker_errors = convert(BrokerConfig, raw.get("broker"))
+            if broker_only is not None and not broker_errors:
+                problems += _broker_problems(_resolve_broker(base, broker_only))
+        raise ConfigError(file, problems)
+    broker = _resolve_broker(base, config.broker)
+    lan = replace(config.lan, leases_file=_resolve(base, config.lan.leases_file))
+    config = replace(
+        config,
+        broker=broker,
+        lan=lan,
+        state_dir=_resolve(base, config.state_dir) or base,
+        status_dir=_resolve(base, config.status_dir),
+    )
+    problems += _file_problems(config)
+    if problems:
+        raise ConfigError(file, problems)
+    return config
+
+
+def config_digest(config: Config) -> str:
+    """A short fingerprint of the effective settings, so the office sees which config a site runs."""
+    return sha256_digest(repr(config).encode("utf-8")).hex()[:12]
+
+
+def read_password(broker: BrokerConfig) -> str | None:
+    """Read the broker password at the moment it is needed, so it never sits in a config object."""
+    if broker.password_file is None:
+        return None
+    return broker.password_file.read_text(encoding="utf-8").strip("\r\n")
+
+
+def load_config(file: Path) -> Config:
+    """Read and validate the config file. Raise ConfigError naming the file and every problem."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(file, [f"cannot read the file: {err.strerror}"]) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(file, ["the file is not UTF-8 text"]) from err
+    return parse_config(text, file)

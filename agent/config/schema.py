@@ -1,0 +1,266 @@
+"""The agent's configuration: one schema (these dataclasses) drives validation, the sample and the docs.
+
+Reading a file into these is `agent.config.load`'s job."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from agent.config.convert import Check, meta
+
+_SITE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+_TOPIC_BAD = re.compile(r"[#+\x00]")
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"must be greater than 0, got {value}"
+
+
+def _at_least(low: float) -> Check:
+    def check(value: float) -> str | None:
+        return None if value >= low else f"must be at least {low}, got {value}"
+
+    return check
+
+
+def _site_id(value: str) -> str | None:
+    if _SITE_ID.match(value):
+        return None
+    return (
+        f"{value!r} is not a valid site id: use lower-case letters, digits and dashes "
+        "(it becomes part of MQTT topics), e.g. kukar-tenggarong-01"
+    )
+
+
+def _broker_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        return f"expected a URL starting with mqtt:// or mqtts://, got {value!r}"
+    if not parts.hostname:
+        return f"the URL {value!r} names no host, e.g. mqtts://collector.example.id:8883"
+    try:
+        _ = parts.port
+    except ValueError:
+        return f"the port in {value!r} is not a number between 1 and 65535"
+    if parts.username or parts.password:
+        return "put no user or password in the URL: use broker.username and broker.password_file"
+    return None
+
+
+def _payload_schema(value: int) -> str | None:
+    if value in (1, 2):
+        return None
+    return f"expected 1 or 2 (the telemetry payload layouts), got {value}"
+
+
+def _topic_prefix(value: str) -> str | None:
+    if _TOPIC_BAD.search(value) or value.startswith("/") or value.endswith("/"):
+        return f"{value!r} is not a usable topic prefix: no '#', '+', leading or trailing '/'"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerConfig:
+    url: str = field(metadata=meta("mqtt://host[:port] or mqtts://host[:port] (TLS)", _broker_url))
+    topic_prefix: str = field(metadata=meta("topics are {prefix}/{site_id}/...", _topic_prefix))
+    protocol: Literal["5", "3.1.1"] = field(default="5", metadata=meta("MQTT version"))
+    client_id: str | None = field(default=None, metadata=meta("default: village-agent-{site_id}"))
+    username: str | None = field(default=None, metadata=meta("user name at the broker"))
+    password_file: Path | None = field(
+        default=None, metadata=meta("file holding the password (mode 0600 or 0640)")
+    )
+    ca_file: Path | None = field(
+        default=None, metadata=meta("CA bundle for mqtts://; default: the system's CAs")
+    )
+    cert_file: Path | None = field(default=None, metadata=meta("client certificate (PEM)"))
+    key_file: Path | None = field(
+        default=None, metadata=meta("client key (PEM, not readable by all)")
+    )
+    keepalive_s: int = field(default=60, metadata=meta("MQTT keepalive", _at_least(5)))
+    compression: bool = field(default=True, metadata=meta("zlib-compress telemetry payloads"))
+    payload_schema: int = field(
+        default=2,
+        metadata=meta(
+            "telemetry layout: 2 (compact), or 1 for collectors that read only 1", _payload_schema
+        ),
+    )
+    batch_max_readings: int = field(default=500, metadata=meta("readings per message", _positive))
+    inflight_max: int = field(default=4, metadata=meta("messages awaiting PUBACK", _positive))
+    reconnect_min_s: float = field(default=2.0, metadata=meta("first reconnect delay", _positive))
+    reconnect_max_s: float = field(
+        default=300.0, metadata=meta("longest reconnect delay", _positive)
+    )
+    connect_timeout_s: float = field(
+        default=15.0, metadata=meta("TCP+TLS+CONNECT limit", _positive)
+    )
+    rejected_retry_s: float = field(
+        default=60.0,
+        metadata=meta("after the broker refuses a message (MQTT 5), wait this long", _positive),
+    )
+    splay_s: float = field(
+        default=10.0,
+        metadata=meta("first connect waits a per-site share of this, so sites do not stampede"),
+    )
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LatencyConfig:
+    targets: tuple[str, ...] = field(
+        default=("gateway", "1.1.1.1"),
+        metadata=meta("addresses or names to measure round trips to; gateway: the first hop"),
+    )
+    count: int = field(default=10, metadata=meta("probes per target per round", _positive))
+    loss_window: int = field(
+        default=100,
+        metadata=meta("loss_window_percent covers this many last probes; >= count", _positive),
+    )
+    interval_s: float = field(default=0.2, metadata=meta("gap between probes", _positive))
+    timeout_s: float = field(
+        default=2.0, metadata=meta("a reply later than this is lost", _positive)
+    )
+    method: Literal["auto", "icmp", "tcp"] = field(
+        default="auto", metadata=meta("auto: ICMP when permitted, else TCP connect time")
+    )
+    tcp_port: int = field(default=443, metadata=meta("port for the TCP connect-time method"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThroughputConfig:
+    interfaces: tuple[str, ...] = field(
+        default=(), metadata=meta("interfaces to count; empty: all but loopback")
+    )
+
+
+def _http_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http:// or https:// URL with a host, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsConfig:
+    names: tuple[str, ...] = field(
+        default=(), metadata=meta("names to resolve each round; empty: the broker's host name")
+    )
+    server: str | None = field(
+        default=None, metadata=meta("resolver address; default: first nameserver in resolv.conf")
+    )
+    port: int = field(default=53, metadata=meta("resolver UDP port", _positive))
+    timeout_s: float = field(
+        default=2.0, metadata=meta("an answer later than this counts as failed", _positive)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LanConfig:
+    interface: str | None = field(
+        default=None, metadata=meta("the hotspot's LAN interface; unset: no clients.* readings")
+    )
+    leases_file: Path | None = field(
+        default=None, metadata=meta("dnsmasq leases file, counted with the neighbour table")
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeedtestConfig:
+    enabled: bool = field(default=False, metadata=meta("run scheduled active speed tests"))
+    url_download: str | None = field(
+        default=None, metadata=meta("HTTP(S) URL of a large file; must honour Range", _http_url)
+    )
+    url_upload: str | None = field(
+        default=None, metadata=meta("HTTP(S) URL that accepts a POST and discards it", _http_url)
+    )
+    max_seconds: float = field(
+        default=10.0, metadata=meta("time limit per direction", _at_least(1.0))
+    )
+    max_mb: float = field(default=10.0, metadata=meta("byte limit per direction, MB", _positive))
+    budget_mb_per_day: float = field(
+        default=50.0, metadata=meta("speed tests never use more than this per UTC day, MB")
+    )
+    budget_mb_per_month: float = field(
+        default=500.0, metadata=meta("... nor more than this per UTC month, MB")
+    )
+    runs_per_day: int = field(
+        default=2, metadata=meta("at most this many scheduled tests a day", _positive)
+    )
+    busy_threshold_bps: float = field(
+        default=2_000_000.0, metadata=meta("LAN rx+tx above this defers a test", _positive)
+    )
+    retry_after_s: float = field(
+        default=900.0, metadata=meta("a deferred test is tried again after this", _positive)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BufferConfig:
+    max_readings: int = field(
+        default=1_000_000,
+        metadata=meta("oldest readings are dropped (and counted) beyond this", _positive),
+    )
+    min_free_mb: float = field(
+        default=20.0, metadata=meta("stop writing before the disk has less free than this")
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockConfig:
+    trust_wall_clock: bool = field(
+        default=False, metadata=meta("true only when the gateway has a battery-backed RTC")
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = field(
+        default="info", metadata=meta("least important log level shown")
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    site_id: str = field(
+        metadata=meta("the site's id: lower-case letters, digits, dashes", _site_id)
+    )
+    state_dir: Path = field(metadata=meta("the buffer and the run marker live here"))
+    status_dir: Path | None = field(
+        default=None,
+        metadata=meta(
+            "the status file, rewritten every round, lives here: a tmpfs such as "
+            "/run/village-agent spares the SD card (default: state_dir)"
+        ),
+    )
+    interval_s: float = field(metadata=meta("base measurement interval, seconds", _at_least(0.1)))
+    broker: BrokerConfig = field(metadata=meta("the provincial collector"))
+    latency: LatencyConfig = field(default_factory=LatencyConfig, metadata=meta("round trips"))
+    throughput: ThroughputConfig = field(
+        default_factory=ThroughputConfig, metadata=meta("interface counters")
+    )
+    dns: DnsConfig = field(default_factory=DnsConfig, metadata=meta("name resolution time"))
+    lan: LanConfig = field(default_factory=LanConfig, metadata=meta("the hotspot's LAN side"))
+    speedtest: SpeedtestConfig = field(
+        default_factory=SpeedtestConfig, metadata=meta("active throughput tests")
+    )
+    buffer: BufferConfig = field(default_factory=BufferConfig, metadata=meta("the durable buffer"))
+    clock: ClockConfig = field(default_factory=ClockConfig, metadata=meta("wall clock trust"))
+    log: LogConfig = field(default_factory=LogConfig, metadata=meta("logging"))
+
+    @property
+    def client_id(self) -> str:
+        return self.broker.client_id or f"village-agent-{self.site_id}"

@@ -1,0 +1,193 @@
+"""Many virtual gateways against one real broker, and the summary of what reached it.
+
+Each gateway has its own site id and state directory under the state root. With several workers the
+gateways are split over processes (each with its own timeline, in lock step within itself): Python runs
+one thread at a time per process, and paho's network loop uses select(), which cannot watch a file
+descriptor numbered 1024 or more, so one process holds only so many gateways.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from agent import logs
+from simulator.virtual.clock import Timeline
+from simulator.virtual.collector import Collector
+from simulator.virtual.gateway import Gateway
+from simulator.virtual.scenario import Event, LinkSpec, Scenario
+from simulator.virtual.summary import as_dict, series, site_summary, totals
+from simulator.virtual.world import WorldResult, run_world
+
+SUMMARY_FILE = "summary.json"
+# Each gateway holds about six descriptors (SQLite file, WAL and shm; the MQTT socket and paho's
+# wake-up pair), and paho's select() fails on descriptors past 1023: ~170 gateways per process at most.
+GATEWAYS_PER_PROCESS = 150
+SERIES_FILE = "series.json"
+# Beside the readings in series.json: when each boot happened, (true time, 1), so that a report can
+# tell a power cut from rounds that waited in memory (disk full) and so have no true time.
+BOOTS_SERIES = "simulator.boot"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Site:
+    site_id: str
+    scenario: Scenario
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    broker_url: str
+    topic_prefix: str
+    state_root: Path
+    seed: int
+    hours: float
+    settle_s: float = 0.5
+    drain_s: float = 120.0
+    log_level: str | None = None  # set: configure the agents' logging (to stderr) in each worker
+
+
+def _events(
+    rng: random.Random, hours: float, per_day: float, low_h: float, high_h: float
+) -> list[tuple[float, float]]:
+    """(at_h, for_h) windows, a Poisson number of them, each over before the run ends."""
+    out = []
+    count = sum(1 for _ in range(int(hours * 10)) if rng.random() < per_day / 240)
+    for _ in range(count):
+        length = rng.uniform(low_h, high_h)
+        if length >= hours * 0.8:
+            continue
+        out.append((round(rng.uniform(0, hours * 0.9 - length), 3), round(length, 3)))
+    return out
+
+
+def fleet_sites(base: Scenario, *, gateways: int, hours: float, seed: int) -> list[Site]:
+    """Give each gateway its own village: a link profile, power cuts several times a week, outages."""
+    sites = []
+    for index in range(gateways):
+        rng = random.Random(f"{seed}:fleet:{index}")
+        profile = rng.choices(["vsat", "4g", "fibre"], weights=[60, 35, 5])[0]
+        events = [
+            Event(kind="power_cut", at_h=at, for_h=length,
+                  ntp_sync_after_h=round(rng.uniform(0.05, 2.0), 3))
+            for at, length in _events(rng, hours, 0.6, 0.05, 1.5)
+        ] + [
+            Event(kind="backhaul_outage", at_h=at, for_h=length)
+            for at, length in _events(rng, hours, 0.5, 0.1, 4.0)
+        ]  # fmt: skip
+        scenario = replace(
+            base,
+            name=f"{base.name}-{index}",
+            hours=hours,
+            seed=seed,
+            link=LinkSpec(profile=profile),  # type: ignore[arg-type]
+            events=tuple(sorted(events, key=lambda e: e.at_h)),
+        )
+        sites.append(Site(site_id=f"sim-{seed}-{index:04d}", scenario=scenario))
+    return sites
+
+
+def auto_workers(gateways: int) -> int:
+    """One process per core, and enough processes that none holds too many gateways."""
+    if gateways <= 1:
+        return 1
+    return max(min(os.cpu_count() or 1, gateways), math.ceil(gateways / GATEWAYS_PER_PROCESS))
+
+
+def run_slice(sites: Sequence[Site], options: RunOptions) -> WorldResult:
+    """Run some sites in this process on one timeline (a worker's job)."""
+    if options.log_level is not None:
+        logs.configure(options.log_level, stream=sys.stderr)
+    timeline = Timeline(sites[0].scenario.start_s)
+    gateways = [
+        Gateway(
+            site.scenario,
+            site_id=site.site_id,
+            state_dir=options.state_root / site.site_id,
+            broker_url=options.broker_url,
+            topic_prefix=options.topic_prefix,
+            timeline=timeline,
+            seed=options.seed,
+        )
+        for site in sites
+    ]
+    return run_world(
+        gateways,
+        timeline,
+        hours=options.hours,
+        settle_s=options.settle_s,
+        drain_s=options.drain_s,
+    )
+
+
+def _run_slices(sites: Sequence[Site], options: RunOptions, workers: int) -> list[WorldResult]:
+    if workers <= 1:
+        return [run_slice(sites, options)]
+    slices = [list(sites[i::workers]) for i in range(workers) if sites[i::workers]]
+    # spawn: the parent runs the collector's network thread, and fork would copy its locks.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(slices), mp_context=context) as pool:
+        futures = [pool.submit(run_slice, chunk, options) for chunk in slices]
+        return [f.result() for f in futures]
+
+
+def run_fleet(
+    sites: Sequence[Site],
+    options: RunOptions,
+    *,
+    workers: int = 1,
+    run_dir: Path | None = None,
+    collect_s: float = 60.0,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Run the sites against the broker with a collector watching; return the JSON summary (and
+    write it, with the report's series, to run_dir when given)."""
+    started = time.monotonic()
+    with Collector(options.broker_url, options.topic_prefix) as collector:
+        # The collector only files messages with their arrival time while the gateways run, and
+        # decodes them afterwards. Decoding meanwhile (`absorb()`) holds the collector's lock, so
+        # its network thread stamps what arrives during a decode late: half a second of real time
+        # is dozens of virtual rounds, and sites that never lost their link showed worst delays
+        # near an hour.
+        worlds = _run_slices(sites, options, workers)
+        simulated = time.monotonic() - started
+        log(f"simulated {len(sites)} gateways x {options.hours} h in {simulated:.1f} s")
+        results = [(r, w) for w in worlds for r in w.gateways]
+        need = {
+            r.site: (r.last_seq, r.last_seq - r.dropped_by_bound - r.backlog) for r, _ in results
+        }
+        complete = collector.wait_counts(need, collect_s)
+        summaries = [site_summary(r, collector, w.marks) for r, w in results]
+        drawn = {
+            r.site: {**series(r, collector), BOOTS_SERIES: [(t, 1.0) for _, t in r.boot_times]}
+            for r, _ in (results if run_dir else [])
+        }
+        rejected = collector.rejected
+    summary: dict[str, Any] = {
+        "gateways": len(sites),
+        "hours": options.hours,
+        "seed": options.seed,
+        "workers": max(1, workers),
+        "wall_s": round(time.monotonic() - started, 2),
+        "simulate_s": round(simulated, 2),
+        "drained": all(w.drained for w in worlds),
+        "collector_complete": complete,
+        "rejected_messages": len(rejected),
+        "totals": totals(summaries),
+        "sites": {s.site: {k: v for k, v in as_dict(s).items() if k != "site"} for s in summaries},
+    }
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        (run_dir / SERIES_FILE).write_text(json.dumps(drawn), encoding="utf-8")
+    return summary
