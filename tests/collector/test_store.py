@@ -125,15 +125,18 @@ def test_backhaul_outages_from_events_and_offline_from_status(store: Store) -> N
     start = reading(1, metric="event.outage_start", value=1.0, ts=T0, tags={})
     end = reading(2, metric="event.outage_end_s", value=90.0, ts=T0 + 90_000, tags={})
     write(store, message("s1", [start]))
-    assert store.db.execute("SELECT kind, started, ended FROM outages") == [
-        ("backhaul", T0, None)
-    ]
+    assert store.db.execute("SELECT kind, started, ended FROM outages") == [("backhaul", T0, None)]
     write(store, message("s1", [end]), message("s1", [end]))
     assert store.db.execute("SELECT kind, started, ended FROM outages") == [
         ("backhaul", T0, T0 + 90_000)
     ]
 
-    for state, at in (("online", T0), ("offline", T0 + 10), ("offline", T0 + 20), ("online", T0 + 30)):
+    for state, at in (
+        ("online", T0),
+        ("offline", T0 + 10),
+        ("offline", T0 + 20),
+        ("online", T0 + 30),
+    ):
         body = {"state": state, "site": "s2", "version": "1.0", "config": "abc", "ts": at}
         contents, _ = parcel(PREFIX, [Message(topic=f"{PREFIX}/s2/status",
                                               payload=json.dumps(body).encode(), mid=1, qos=1,
