@@ -4,8 +4,9 @@ stored half: a bad payload does not get better by being delivered again."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from collector.decode import PayloadError, Reading, decode_telemetry
@@ -33,9 +34,15 @@ class Rejected:
     reason: str
 
 
-def tags_json(tags: object) -> str:
+def tags_json(tags: Mapping[str, str]) -> str:
     """Canonical JSON of a tags mapping: keys sorted, no spaces, so equal tags are equal text."""
-    return json.dumps(tags, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _tags_json(tuple(tags.items()))
+
+
+@functools.lru_cache(maxsize=65536)
+def _tags_json(pairs: tuple[tuple[str, str], ...]) -> str:
+    # A province has a few thousand distinct tag sets, each seen every round: encode each once.
+    return json.dumps(dict(pairs), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def row(site: str, reading: Reading) -> Row:
@@ -48,7 +55,7 @@ def row(site: str, reading: Reading) -> Row:
         boot_id=reading.boot_id,
         mono_ms=reading.mono_ms,
         metric=reading.metric,
-        tags=tags_json(dict(reading.tags)),
+        tags=tags_json(reading.tags),
         value=reading.value,
     )
 
