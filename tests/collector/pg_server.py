@@ -50,7 +50,11 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    """`durable=False` (the tests) turns fsync off: they kill the collector, never this server. The
+    benchmark keeps PostgreSQL's defaults, so its figures hold for a real server."""
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self._bin = find_bin()
         self.root = Path(tempfile.mkdtemp(prefix="village-collector-pg-"))
         self.data = self.root / "data"
@@ -72,11 +76,9 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         self._run(str(self._bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
                   "postgres", "-E", "UTF8", "--no-sync", "--no-instructions")  # fmt: skip
-        # fsync off: the tests kill the collector, never this server; it only makes them faster.
-        options = (
-            f"-c listen_addresses={HOST} -p {self.port} -k {self.root} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=50"
-        )
+        options = f"-c listen_addresses={HOST} -p {self.port} -k {self.root} -c max_connections=50"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self._bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o",
                   options, "-w", "-t", "60", "start")  # fmt: skip
         deadline = time.monotonic() + 30
