@@ -1,0 +1,153 @@
+"""The collector's configuration: these dataclasses are the schema, the sample and the docs' list.
+
+Each field's metadata holds its one-line doc and an optional check; `config/collector.yaml` shows every
+key, and a test keeps it in step with this module.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from collector.config.strict import meta
+
+DEFAULT_DATABASE = "sqlite:///var/lib/village-collector/collector.sqlite"
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+_TOPIC_BAD = re.compile(r"[#+\x00]")
+_GROUP = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _broker_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        return f"expected a URL starting with mqtt:// or mqtts://, got {value!r}"
+    if not parts.hostname:
+        return f"the URL {value!r} names no host, e.g. mqtts://broker.example.id:8883"
+    try:
+        _ = parts.port
+    except ValueError:
+        return f"the port in {value!r} is not a number between 1 and 65535"
+    if parts.username or parts.password:
+        return "put no user or password in the URL: use broker.username and broker.password_file"
+    return None
+
+
+def _topic_prefix(value: str) -> str | None:
+    if _TOPIC_BAD.search(value) or value.startswith("/") or value.endswith("/"):
+        return f"{value!r} is not a usable topic prefix: no '#', '+', leading or trailing '/'"
+    return None
+
+
+def _group(value: str) -> str | None:
+    if _GROUP.match(value):
+        return None
+    return f"{value!r} is not a usable group name: letters, digits, '_', '-', '.' only"
+
+
+def _database_url(value: str) -> str | None:
+    scheme = urlsplit(value).scheme
+    if scheme == "sqlite":
+        return None if urlsplit(value).path else f"{value!r} names no file: sqlite:///path/file"
+    if scheme in ("postgresql", "postgres"):
+        return None
+    return f"expected sqlite:///path/to/file.sqlite or postgresql://user@host/dbname, got {value!r}"
+
+
+def _listen(value: str) -> str | None:
+    if value == "off":
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"expected HOST:PORT (e.g. 127.0.0.1:8080) or off, got {value!r}"
+    return None
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"must be greater than 0, got {value}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerConfig:
+    url: str = field(metadata=meta("mqtt://host[:port] or mqtts://host[:port] (TLS)", _broker_url))
+    topic_prefix: str = field(
+        metadata=meta(
+            "the agents' broker.topic_prefix: topics are {prefix}/{site}/...", _topic_prefix
+        )
+    )
+    client_id: str = field(
+        default="village-collector",
+        metadata=meta("fixed, so the broker keeps this collector's session; one per collector"),
+    )
+    username: str | None = field(default=None, metadata=meta("user name at the broker"))
+    password_file: Path | None = field(
+        default=None, metadata=meta("file holding the password (mode 0600 or 0640)")
+    )
+    ca_file: Path | None = field(
+        default=None, metadata=meta("CA bundle for mqtts://; default: the system's CAs")
+    )
+    shared_group: str | None = field(
+        default=None,
+        metadata=meta(
+            "subscribe as $share/NAME/...: collectors with one NAME split the load", _group
+        ),
+    )
+    protocol: Literal["5", "3.1.1"] = field(
+        default="5", metadata=meta("MQTT version; 3.1.1 for brokers without MQTT 5")
+    )
+    session_expiry_s: int = field(
+        default=7 * 86400,
+        metadata=meta("the broker queues for this collector this long while it is down", _positive),
+    )
+    keepalive_s: int = field(default=30, metadata=meta("MQTT keepalive", _positive))
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatabaseConfig:
+    url: str = field(
+        default=DEFAULT_DATABASE,
+        metadata=meta("sqlite:///path (embedded) or postgresql://user@host/db", _database_url),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    listen: str = field(
+        default=DEFAULT_LISTEN, metadata=meta("HOST:PORT for /metrics, or off", _listen)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = field(
+        default="info", metadata=meta("least important log level shown")
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    broker: BrokerConfig = field(metadata=meta("where the agents publish"))
+    database: DatabaseConfig = field(
+        default_factory=DatabaseConfig, metadata=meta("where readings are stored")
+    )
+    http: HttpConfig = field(default_factory=HttpConfig, metadata=meta("the HTTP side"))
+    retention_days: float = field(
+        default=90.0,
+        metadata=meta("raw readings older than this are deleted; hourly rollups stay", _positive),
+    )
+    log: LogConfig = field(default_factory=LogConfig, metadata=meta("logging"))
