@@ -41,7 +41,7 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
 
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
-    """A CA, a server certificate for localhost and 127.0.0.1, and a client certificate."""
+    """A CA, a server certificate for 127.0.0.1, and a client certificate."""
     return make_pki(tmp_path / "pki")
 
 

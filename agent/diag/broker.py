@@ -24,7 +24,8 @@ from agent.publish.tls import tls_context
 
 # X509_V_ERR_* codes from OpenSSL's x509_vfy.h that a technician can act on.
 _NOT_YET_VALID, _EXPIRED = 9, 10
-_HOSTNAME_MISMATCH = 62
+# Host name, e-mail and IP address mismatches: the certificate names another broker.
+_HOSTNAME_MISMATCH = {62, 63, 64}
 _UNKNOWN_CA = {2, 18, 19, 20, 21}
 _AUTH_REFUSED = {134, 135}  # Bad user name or password, Not authorized (3.1.1's 4 and 5 map here)
 
@@ -104,7 +105,7 @@ def check_broker_tls(inputs: DiagInputs, earlier: Earlier, budget_s: float) -> C
             if inputs.clock.wall() < PLAUSIBLE_AFTER_S:
                 key = "broker_tls.clock_wrong"
             return result(name, "fail", key, now=now)
-        if code == _HOSTNAME_MISMATCH:
+        if code in _HOSTNAME_MISMATCH:
             return result(name, "fail", "broker_tls.hostname", host=broker.host)
         if code in _UNKNOWN_CA:
             return result(name, "fail", "broker_tls.unknown_ca", ca=str(broker.ca_file or "system"))

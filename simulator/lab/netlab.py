@@ -60,7 +60,14 @@ def netns_available() -> tuple[bool, str]:
         _ip("netns", "add", name)
     except (LabError, OSError, subprocess.SubprocessError) as exc:
         return False, f"cannot create a network namespace: {exc}"
-    _ip("netns", "del", name, check=False)
+    try:
+        # `ip netns exec` makes / a slave mount in a mount namespace of its own: that fails where
+        # / is not a mount point (a chroot not bound onto itself), which a booted system never is.
+        entered = _ip("netns", "exec", name, "ip", "link", "show", "lo", check=False)
+    finally:
+        _ip("netns", "del", name, check=False)
+    if entered.returncode != 0:
+        return False, f"cannot enter a network namespace: {entered.stderr.strip()}"
     return True, ""
 
 

@@ -206,7 +206,7 @@ def test_certificate_not_yet_valid_says_the_clock_may_be_wrong(
     early = pki.ca.issue(
         tmp_path / "early",
         "early",
-        hostnames=["localhost", "127.0.0.1"],
+        hostnames=["127.0.0.1"],
         not_before=future,
         not_after=future + timedelta(days=30),
     )
@@ -543,7 +543,7 @@ def test_bad_permissions_and_missing_files_exit_78(tmp_path: Path) -> None:
     cert.write_text("x")
     config = write_config(
         tmp_path,
-        broker_url="mqtts://localhost:8883",
+        broker_url="mqtts://127.0.0.1:8883",
         broker={
             "ca_file": str(tmp_path / "missing-ca.crt"),
             "cert_file": str(cert),

@@ -170,10 +170,10 @@ def test_tls_check_names_the_certificate_problem(
     }
     if case == "unknown_ca":
         server = make_ca(tmp_path / "other-ca", "Other CA").issue(
-            certs, "server", hostnames=("localhost",)
+            certs, "server", hostnames=("127.0.0.1",)
         )
     else:
-        hosts = ("other.example.id",) if case == "other_host" else ("localhost",)
+        hosts = ("other.example.id",) if case == "other_host" else ("127.0.0.1",)
         server = pki.ca.issue(certs, "server", hostnames=hosts, **windows.get(case, {}))
     broker = _tls_broker(broker_factory, pki, server)
     config = _config(tmp_path, broker.url(), ca_file=str(pki.ca.cert_file))

@@ -183,7 +183,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pki:
-    """A CA with one server certificate (localhost, 127.0.0.1) and one client certificate."""
+    """A CA with one server certificate (127.0.0.1) and one client certificate."""
 
     ca: CertAuthority
     server: CertPair
@@ -195,6 +195,6 @@ def make_pki(directory: Path) -> Pki:
     ca = make_ca(directory)
     return Pki(
         ca=ca,
-        server=ca.issue(directory, "server", hostnames=("localhost", "127.0.0.1")),
+        server=ca.issue(directory, "server", hostnames=("127.0.0.1",)),
         client=ca.issue(directory, "client", client=True),
     )

@@ -96,10 +96,11 @@ class Broker:
         self._write_config()
 
     def url(self) -> str:
-        """The agent's broker URL; TLS uses `localhost` because that is the name the cert carries."""
-        if self.tls is not None:
-            return f"mqtts://localhost:{self.port}"
-        return f"mqtt://{self.host}:{self.port}"
+        """The agent's broker URL. TLS too names the address, which the certificates carry as an
+        IP subjectAltName: a name would need /etc/hosts, which a minimal Debian lacks, and must
+        never be asked of the machine's resolver."""
+        scheme = "mqtts" if self.tls is not None else "mqtt"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:
