@@ -52,6 +52,12 @@ def _common(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--log-level", default="error", help="the agents' log level (stderr)")
     sub.add_argument(
+        "--collect-s",
+        type=float,
+        default=60.0,
+        help="after the gateways drained, how long to wait for the consumer to have everything",
+    )
+    sub.add_argument(
         "--collector-db",
         metavar="URL",
         help="store through the real collector (`python -m collector run`, started for the run) "
@@ -84,7 +90,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     sites = [Site(site_id=args.site or f"sim-{scenario.name}", scenario=scenario)]
     summary = run_fleet(
-        sites, options, run_dir=args.run_dir, collector_db=args.collector_db, log=_say
+        sites,
+        options,
+        run_dir=args.run_dir,
+        collect_s=args.collect_s,
+        collector_db=args.collector_db,
+        log=_say,
     )
     return _finish(summary)
 
@@ -106,6 +117,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         options,
         workers=workers,
         run_dir=args.run_dir,
+        collect_s=args.collect_s,
         collector_db=args.collector_db,
         log=_say,
     )

@@ -210,6 +210,7 @@ def run_fleet(
             r.site: (r.last_seq, r.last_seq - r.dropped_by_bound - r.backlog) for r, _ in results
         }
         complete = collector.wait_counts(need, collect_s)
+        complete_s = time.monotonic() - started
         summaries = [site_summary(r, collector, w.marks) for r, w in results]
         drawn = {
             r.site: {**series(r, collector), BOOTS_SERIES: [(t, 1.0) for _, t in r.boot_times]}
@@ -223,6 +224,7 @@ def run_fleet(
         "workers": max(1, workers),
         "wall_s": round(time.monotonic() - started, 2),
         "simulate_s": round(simulated, 2),
+        "complete_s": round(complete_s, 2),  # from the start until the consumer had everything
         "drained": all(w.drained for w in worlds),
         # The engine only: a URL may carry a password.
         "collector": "in-process" if collector_db is None else urlsplit(collector_db).scheme,
