@@ -1,7 +1,7 @@
 """`python -m simulator`: run a scenario, run a fleet, draw a run.
 
 Exit status 0 when nothing committed was lost, 1 when something was, 2 for a bad command line or
-scenario, 3 when a report cannot be drawn.
+scenario, 3 when a report cannot be drawn, 4 when the collector (`--collector-db`) could not start.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from simulator.virtual.fleet import (
     fleet_sites,
     run_fleet,
 )
+from simulator.virtual.real_collector import CollectorError
 from simulator.virtual.report import ReportError, draw
 from simulator.virtual.scenario import ScenarioError, load_scenario, shipped_scenarios
 
-EX_LOST, EX_USAGE, EX_REPORT = 1, 2, 3
+EX_LOST, EX_USAGE, EX_REPORT, EX_COLLECTOR = 1, 2, 3, 4
 
 
 def _say(message: str) -> None:
@@ -50,6 +51,18 @@ def _common(sub: argparse.ArgumentParser) -> None:
         f"{GATEWAYS_PER_PROCESS} gateways)",
     )
     sub.add_argument("--log-level", default="error", help="the agents' log level (stderr)")
+    sub.add_argument(
+        "--collect-s",
+        type=float,
+        default=60.0,
+        help="after the gateways drained, how long to wait for the consumer to have everything",
+    )
+    sub.add_argument(
+        "--collector-db",
+        metavar="URL",
+        help="store through the real collector (`python -m collector run`, started for the run) "
+        "into sqlite:///PATH or postgresql://...; the summary is read from that database",
+    )
 
 
 def _finish(summary: dict[str, Any]) -> int:
@@ -76,7 +89,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     sites = [Site(site_id=args.site or f"sim-{scenario.name}", scenario=scenario)]
-    return _finish(run_fleet(sites, options, run_dir=args.run_dir, log=_say))
+    summary = run_fleet(
+        sites,
+        options,
+        run_dir=args.run_dir,
+        collect_s=args.collect_s,
+        collector_db=args.collector_db,
+        log=_say,
+    )
+    return _finish(summary)
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
@@ -91,7 +112,15 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     )
     sites = fleet_sites(base, gateways=args.gateways, hours=args.hours, seed=args.seed)
     workers = args.workers or auto_workers(len(sites))
-    summary = run_fleet(sites, options, workers=workers, run_dir=args.run_dir, log=_say)
+    summary = run_fleet(
+        sites,
+        options,
+        workers=workers,
+        run_dir=args.run_dir,
+        collect_s=args.collect_s,
+        collector_db=args.collector_db,
+        log=_say,
+    )
     return _finish(summary)
 
 
@@ -142,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScenarioError as err:
         _say(str(err))
         return EX_USAGE
+    except CollectorError as err:
+        _say(str(err))
+        return EX_COLLECTOR
     return code
 
 

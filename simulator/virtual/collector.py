@@ -2,8 +2,9 @@
 
 Every reading an agent committed must arrive at least once: a seq never seen is a loss, a seq seen
 twice is a duplicate (allowed, bounded by the in-flight window). The end-to-end tests and the simulator
-assert on this, and a provincial office can use it as a model of a consumer: dedupe on (site, seq), and
-put readings taken before the gateway's clock synced on the right time using the boot's own evidence.
+assert on this. It keeps readings as sent: putting those taken before the gateway's clock synced on
+true time is the real collector's job (`collector/store`, its `readings.ts`), which the simulator runs
+with `--collector-db`.
 
 Telemetry of either payload schema (1 or 2) is read; the ledger counts messages per schema.
 
@@ -74,24 +75,6 @@ def same_reading(first: Reading, again: Reading) -> bool:
         and first.mono_ms == again.mono_ms
         and same_time
     )
-
-
-def boot_offsets_ms(readings: Iterable[Reading]) -> dict[str, int]:
-    """Per boot, wall minus monotonic from the boot's synced readings: what puts its others right."""
-    offsets: dict[str, int] = {}
-    for reading in readings:
-        if reading.synced and reading.boot_id not in offsets:
-            offsets[reading.boot_id] = reading.ts_ms - reading.mono_ms
-    return offsets
-
-
-def corrected_ts_ms(reading: Reading, offsets: Mapping[str, int]) -> int | None:
-    """The reading's true time: as sent when synced; from its boot's offset when that boot synced
-    later (it was delivered before the gateway could re-stamp it); None when its boot never synced."""
-    if reading.synced:
-        return reading.ts_ms
-    offset = offsets.get(reading.boot_id)
-    return None if offset is None else reading.mono_ms + offset
 
 
 class Collector:

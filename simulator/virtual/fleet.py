@@ -15,18 +15,21 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from agent import logs
 from simulator.virtual.clock import Timeline
 from simulator.virtual.collector import Collector
 from simulator.virtual.gateway import Gateway
+from simulator.virtual.real_collector import CollectorError, RealCollector
 from simulator.virtual.scenario import Event, LinkSpec, Scenario
-from simulator.virtual.summary import as_dict, series, site_summary, totals
+from simulator.virtual.summary import Delivered, as_dict, series, site_summary, totals
 from simulator.virtual.world import WorldResult, run_world
 
 SUMMARY_FILE = "summary.json"
@@ -55,6 +58,15 @@ class RunOptions:
     settle_s: float = 0.5
     drain_s: float = 120.0
     log_level: str | None = None  # set: configure the agents' logging (to stderr) in each worker
+
+
+class Consumer(Delivered, Protocol):
+    """What the fleet waits on and summarises from."""
+
+    def wait_counts(self, wanted: Mapping[str, tuple[int, int]], timeout_s: float) -> bool: ...
+
+    @property
+    def rejected(self) -> list[str]: ...
 
 
 def _events(
@@ -141,6 +153,34 @@ def _run_slices(sites: Sequence[Site], options: RunOptions, workers: int) -> lis
         return [f.result() for f in futures]
 
 
+@contextmanager
+def consumer(
+    options: RunOptions, collector_db: str | None, directory: Path, site_ids: Sequence[str]
+) -> Iterator[Consumer]:
+    """The in-process checker, or with `collector_db` the real collector storing into that
+    database (its config and log in `directory`), subscribed before any gateway starts. Raise
+    CollectorError if the database already holds readings of these sites: the key would absorb
+    the run's readings as repeats, and the summary would count an earlier run's."""
+    if collector_db is None:
+        with Collector(options.broker_url, options.topic_prefix) as checker:
+            yield checker
+        return
+    real = RealCollector(
+        directory,
+        broker_url=options.broker_url,
+        topic_prefix=options.topic_prefix,
+        database_url=collector_db,
+    )
+    with real:
+        earlier = [s for s in site_ids if real.stored.holds_readings(s)]
+        if earlier:
+            raise CollectorError(
+                f"{collector_db} already holds readings of {earlier[0]} (and {len(earlier) - 1} "
+                "more sites of this fleet): use a fresh database, or another --seed or --site"
+            )
+        yield real.stored
+
+
 def run_fleet(
     sites: Sequence[Site],
     options: RunOptions,
@@ -148,12 +188,15 @@ def run_fleet(
     workers: int = 1,
     run_dir: Path | None = None,
     collect_s: float = 60.0,
+    collector_db: str | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
-    """Run the sites against the broker with a collector watching; return the JSON summary (and
-    write it, with the report's series, to run_dir when given)."""
+    """Run the sites against the broker with a consumer watching; return the JSON summary (and
+    write it, with the report's series, to run_dir when given). With `collector_db` (a database
+    URL) the consumer is the real collector and the summary is read from its database."""
     started = time.monotonic()
-    with Collector(options.broker_url, options.topic_prefix) as collector:
+    directory = (run_dir or options.state_root) / "collector"
+    with consumer(options, collector_db, directory, [s.site_id for s in sites]) as collector:
         # The collector only files messages with their arrival time while the gateways run, and
         # decodes them afterwards. Decoding meanwhile (`absorb()`) holds the collector's lock, so
         # its network thread stamps what arrives during a decode late: half a second of real time
@@ -167,6 +210,7 @@ def run_fleet(
             r.site: (r.last_seq, r.last_seq - r.dropped_by_bound - r.backlog) for r, _ in results
         }
         complete = collector.wait_counts(need, collect_s)
+        complete_s = time.monotonic() - started
         summaries = [site_summary(r, collector, w.marks) for r, w in results]
         drawn = {
             r.site: {**series(r, collector), BOOTS_SERIES: [(t, 1.0) for _, t in r.boot_times]}
@@ -180,7 +224,10 @@ def run_fleet(
         "workers": max(1, workers),
         "wall_s": round(time.monotonic() - started, 2),
         "simulate_s": round(simulated, 2),
+        "complete_s": round(complete_s, 2),  # from the start until the consumer had everything
         "drained": all(w.drained for w in worlds),
+        # The engine only: a URL may carry a password.
+        "collector": "in-process" if collector_db is None else urlsplit(collector_db).scheme,
         "collector_complete": complete,
         "rejected_messages": len(rejected),
         "totals": totals(summaries),

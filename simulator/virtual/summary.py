@@ -1,4 +1,4 @@
-"""What a run delivered, per site: the gateway's side (what it committed) against the collector's.
+"""What a run delivered, per site: the gateway's side (what it committed) against the consumer's.
 
 Per site, seqs 1..last_seq were committed. Each is delivered, or dropped by the buffer bound (counted
 in `buffer.dropped_total`), or still in the buffer, or lost. Lost must be zero.
@@ -8,10 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
+from agent.reading import Reading
 from simulator.virtual.clock import virtual_at
-from simulator.virtual.collector import Collector
 from simulator.virtual.gateway import GatewayResult
+
+
+class Delivered(Protocol):
+    """What reached the consumer: the in-process checker (`collector.Collector`) or the real
+    collector's database (`stored.Stored`)."""
+
+    def arrivals(self, site: str) -> dict[int, float]:
+        """seq -> time.time() when it reached the consumer (first copy)."""
+        ...
+
+    def duplicates(self, site: str) -> int: ...
+
+    def readings(self, site: str) -> list[Reading]:
+        """One reading per seq, by seq."""
+        ...
+
 
 # Metrics drawn by `report`, with the tags that pick one series.
 SERIES: dict[str, dict[str, str]] = {
@@ -38,7 +55,7 @@ class SiteSummary:
 
 
 def site_summary(
-    result: GatewayResult, collector: Collector, marks: Sequence[tuple[float, float]]
+    result: GatewayResult, collector: Delivered, marks: Sequence[tuple[float, float]]
 ) -> SiteSummary:
     """Compare one gateway's committed seqs with what reached the collector. Delay is in virtual
     time: from when the round was measured to the virtual moment the message reached the broker."""
@@ -90,7 +107,7 @@ def as_dict(site: SiteSummary) -> dict[str, object]:
     return asdict(site)
 
 
-def series(result: GatewayResult, collector: Collector) -> dict[str, list[tuple[float, float]]]:
+def series(result: GatewayResult, collector: Delivered) -> dict[str, list[tuple[float, float]]]:
     """The report's time series for one site, on true time (a reading without one is left out)."""
     out: dict[str, list[tuple[float, float]]] = {metric: [] for metric in SERIES}
     for reading in collector.readings(result.site):

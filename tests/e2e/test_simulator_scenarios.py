@@ -12,7 +12,7 @@ import pytest
 
 from agent.reading import Reading
 from simulator.fakes.site import Schedule
-from simulator.virtual.collector import Collector, boot_offsets_ms, corrected_ts_ms
+from simulator.virtual.collector import Collector
 from simulator.virtual.fleet import RunOptions, Site, run_slice
 from simulator.virtual.gateway import GatewayResult
 from simulator.virtual.scenario import Scenario, load_scenario, shipped_scenarios
@@ -141,47 +141,6 @@ def test_disk_full_rounds_wait_in_memory_and_keep_their_time(runs: Callable[[str
     stamped = {r.ts_ms for r in run.readings if window.start * 1000 <= r.ts_ms < window.end * 1000}
     assert len(stamped) == round((window.end - window.start) / 60)
     assert min(values(run, "system.disk_free_bytes")) < 20 * 1024**2  # the agent saw it, too
-
-
-def test_power_cuts_restamp_readings_taken_before_ntp_sync(runs: Callable[[str], Run]) -> None:
-    """After each cut, readings taken before NTP synced end up within 1 s of true time: re-stamped
-    on the gateway while still buffered, or put right by the consumer from the boot's evidence;
-    a boot that never synced keeps its readings flagged."""
-    run = runs("power-cuts")
-    schedule = Schedule(run.scenario)
-    boots = dict(run.result.boot_times)
-    sync_at: dict[str, float | None] = {}
-    for boot, booted in boots.items():
-        cut = schedule.last_ended("power_cut", booted)
-        if cut is None:
-            continue  # the first boot, synced from the start
-        sync_at[boot] = None if cut.ntp_sync_after_s is None else booted + cut.ntp_sync_after_s
-    assert len(sync_at) == 5
-    reasons = [r.tags.get("reason") for r in run.readings if r.metric == "event.agent_start"]
-    assert reasons.count("power_cut") == 5
-    offsets = boot_offsets_ms(run.readings)
-    on_gateway = by_consumer = flagged = 0
-    worst_error = 0.0
-    for reading in run.readings:
-        synced = sync_at.get(reading.boot_id, 0.0)
-        true = run.result.true_time(reading.seq)
-        assert true is not None
-        if synced is None:
-            assert not reading.synced and corrected_ts_ms(reading, offsets) is None
-            flagged += 1
-            continue
-        if true >= synced:
-            continue
-        fixed = corrected_ts_ms(reading, offsets)
-        assert fixed is not None
-        worst_error = max(worst_error, abs(fixed / 1000 - true))
-        if reading.synced:
-            on_gateway += 1
-        else:
-            by_consumer += 1
-            assert abs(reading.ts_ms / 1000 - true) > 600  # as sent, the clock was wrong
-    assert worst_error <= 1.0
-    assert on_gateway > 500 and by_consumer > 500 and flagged > 100
 
 
 def test_clock_steps_move_only_the_wall_time(runs: Callable[[str], Run]) -> None:
