@@ -131,20 +131,20 @@ MESSAGES: Mapping[str, Mapping[Lang, str]] = {
         "en": "Last reading",
     },
     "dash.latency": {
-        "id": "Latensi (ms)",
+        "id": "RTT (ms)",
         "en": "Latency (ms)",
     },
     "dash.loss": {
-        "id": "Paket hilang (%)",
+        "id": "Hilang (%)",
         "en": "Loss (%)",
     },
     "dash.rx": {
-        "id": "Unduh (bit/s)",
-        "en": "Download (bit/s)",
+        "id": "↓ bit/s",
+        "en": "↓ bit/s",
     },
     "dash.tx": {
-        "id": "Unggah (bit/s)",
-        "en": "Upload (bit/s)",
+        "id": "↑ bit/s",
+        "en": "↑ bit/s",
     },
     "dash.throughput": {
         "id": "Lalu lintas (bit/s)",
@@ -155,24 +155,24 @@ MESSAGES: Mapping[str, Mapping[Lang, str]] = {
         "en": "Availability",
     },
     "dash.avail_24h": {
-        "id": "Tersedia 24 jam",
+        "id": "Tersedia 24j",
         "en": "Avail. 24 h",
     },
     "dash.avail_7d": {
-        "id": "Tersedia 7 hari",
+        "id": "Tersedia 7h",
         "en": "Avail. 7 d",
     },
     "dash.avail_30d": {
-        "id": "Tersedia 30 hari",
+        "id": "Tersedia 30h",
         "en": "Avail. 30 d",
     },
     "dash.backlog": {
-        "id": "Antrean di gateway",
-        "en": "Backlog on gateway",
+        "id": "Antrean",
+        "en": "Backlog",
     },
     "dash.dropped": {
-        "id": "Data dibuang",
-        "en": "Readings dropped",
+        "id": "Dibuang",
+        "en": "Dropped",
     },
     "dash.health": {
         "id": "Kesehatan",

@@ -87,26 +87,34 @@ def chart(
         )
     for n, s in enumerate(series):
         colour = COLOURS[n % len(COLOURS)]
-        if s.bars:
-            width = max(1.0, 3_600_000 / span * plot_w - 0.5)
+        legend = (
+            f'<text x="{LEFT + 8 + 260 * n}" y="{TOP + 14}" fill="{colour}" class="legend">'
+            f"{escape(s.label)}</text>"
+        )
+        if s.bars:  # points are mid-hour: a bar covers its hour
             for ms, value in s.points:
+                x0, x1 = x(ms - 1_800_000), x(ms + 1_800_000)
                 out.append(
-                    f'<rect x="{x(ms):.1f}" y="{y(value):.1f}" width="{width:.1f}" '
-                    f'height="{TOP + plot_h - y(value):.1f}" fill="{colour}"/>'
+                    f'<rect x="{x0:.1f}" y="{y(value):.1f}" width="{max(1.0, x1 - x0 - 0.5):.1f}" '
+                    f'height="{TOP + plot_h - y(value):.1f}" fill="{colour}" opacity="0.7"/>'
                 )
+            out.append(legend)
             continue
         path: list[str] = []
         previous: int | None = None
-        for ms, value in s.points:
+        for i, (ms, value) in enumerate(s.points):
             move = previous is None or ms - previous > gap_ms
             path.append(f"{'M' if move else 'L'}{x(ms):.1f} {y(value):.1f}")
+            following = s.points[i + 1][0] if i + 1 < len(s.points) else None
+            if move and (following is None or following - ms > gap_ms):
+                # A point with no neighbour draws no line: mark it.
+                out.append(
+                    f'<circle cx="{x(ms):.1f}" cy="{y(value):.1f}" r="2.5" fill="{colour}"/>'
+                )
             previous = ms
         if path:
             out.append(f'<path d="{" ".join(path)}" stroke="{colour}" class="line"/>')
-        out.append(
-            f'<text x="{LEFT + 8 + 150 * n}" y="{TOP + 14}" fill="{colour}" class="legend">'
-            f"{escape(s.label)}</text>"
-        )
+        out.append(legend)
     if not values and empty:
         out.append(
             f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle" '
