@@ -132,7 +132,7 @@ MESSAGES: Mapping[str, Mapping[Lang, str]] = {
     },
     "dash.latency": {
         "id": "RTT (ms)",
-        "en": "Latency (ms)",
+        "en": "RTT (ms)",
     },
     "dash.loss": {
         "id": "Hilang (%)",

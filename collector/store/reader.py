@@ -7,6 +7,7 @@ PostgreSQL's MVCC) and never hold its transaction open.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Sequence
@@ -89,6 +90,14 @@ class Outage:
     ended_ms: int | None
 
 
+@functools.lru_cache(maxsize=4096)
+def _tags(text: str) -> dict[str, str]:
+    """Parsed tags, shared between rows with equal tags (a thousand sites have the same few):
+    callers must not change the dict."""
+    parsed: dict[str, str] = json.loads(text)
+    return parsed
+
+
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -141,7 +150,7 @@ class Reader:
             sql += " AND site = ?"
             params.append(site)
         return [
-            Value(site=str(s), metric=str(m), tags=json.loads(t), value=float(v), ts_ms=int(ts))
+            Value(site=str(s), metric=str(m), tags=_tags(t), value=float(v), ts_ms=int(ts))
             for s, m, t, v, ts in self._rows(sql + " ORDER BY site, metric, tags", params)
         ]
 
@@ -176,7 +185,7 @@ class Reader:
             (site, metric, start, end),
         )
         return [
-            Hourly(metric=str(m), tags=json.loads(t), hour_ms=int(h), count=int(c),
+            Hourly(metric=str(m), tags=_tags(t), hour_ms=int(h), count=int(c),
                    sum=float(su), min=float(lo), max=float(hi))
             for m, t, h, c, su, lo, hi in rows
         ]  # fmt: skip

@@ -71,7 +71,8 @@ def fill_sites(
                      3e6 + rng.random() * 2e6, ts))  # fmt: skip
             up = not any(a <= ts < b for a, b in windows)
             for metric, tags, value in _round(site, ts, up, rng):
-                add((metric, tags, value, ts))
+                if up or tags != _LAT or metric != "latency.rtt_avg_ms":  # no answer: no RTT
+                    add((metric, tags, value, ts))
         for w_start, w_end in windows:
             add((OUTAGE_END, _NONE, (w_end - w_start) / 1000, w_end))
         rows = [
