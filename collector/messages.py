@@ -94,6 +94,290 @@ MESSAGES: Mapping[str, Mapping[Lang, str]] = {
         "id": "Alamat HTTP {listen} tidak bisa dipakai: {error}. Ubah http.listen.",
         "en": "Cannot listen for HTTP on {listen}: {error}. Change http.listen.",
     },
+    "dash.title": {
+        "id": "Dasbor jaringan desa",
+        "en": "Village network dashboard",
+    },
+    "dash.overview": {
+        "id": "Ringkasan",
+        "en": "Overview",
+    },
+    "dash.site": {
+        "id": "Lokasi",
+        "en": "Site",
+    },
+    "dash.village": {
+        "id": "Desa",
+        "en": "Village",
+    },
+    "dash.regency": {
+        "id": "Kabupaten",
+        "en": "Regency",
+    },
+    "dash.no_regency": {
+        "id": "Kabupaten belum diketahui",
+        "en": "Regency not known",
+    },
+    "dash.state": {
+        "id": "Keadaan",
+        "en": "State",
+    },
+    "dash.since": {
+        "id": "Sejak",
+        "en": "Since",
+    },
+    "dash.age": {
+        "id": "Data terakhir",
+        "en": "Last reading",
+    },
+    "dash.latency": {
+        "id": "RTT (ms)",
+        "en": "RTT (ms)",
+    },
+    "dash.loss": {
+        "id": "Hilang (%)",
+        "en": "Loss (%)",
+    },
+    "dash.rx": {
+        "id": "↓ bit/s",
+        "en": "↓ bit/s",
+    },
+    "dash.tx": {
+        "id": "↑ bit/s",
+        "en": "↑ bit/s",
+    },
+    "dash.throughput": {
+        "id": "Lalu lintas (bit/s)",
+        "en": "Throughput (bit/s)",
+    },
+    "dash.avail": {
+        "id": "Ketersediaan",
+        "en": "Availability",
+    },
+    "dash.avail_24h": {
+        "id": "Tersedia 24j",
+        "en": "Avail. 24 h",
+    },
+    "dash.avail_7d": {
+        "id": "Tersedia 7h",
+        "en": "Avail. 7 d",
+    },
+    "dash.avail_30d": {
+        "id": "Tersedia 30h",
+        "en": "Avail. 30 d",
+    },
+    "dash.backlog": {
+        "id": "Antrean",
+        "en": "Backlog",
+    },
+    "dash.dropped": {
+        "id": "Dibuang",
+        "en": "Dropped",
+    },
+    "dash.health": {
+        "id": "Kesehatan",
+        "en": "Health",
+    },
+    "dash.undervoltage": {
+        "id": "Tegangan kurang",
+        "en": "Under-voltage",
+    },
+    "dash.disk_full": {
+        "id": "Disk hampir penuh",
+        "en": "Disk nearly full",
+    },
+    "dash.hot": {
+        "id": "Terlalu panas",
+        "en": "Too hot",
+    },
+    "dash.ok": {
+        "id": "baik",
+        "en": "ok",
+    },
+    "dash.filter": {
+        "id": "Saring lokasi…",
+        "en": "Filter sites…",
+    },
+    "dash.state.online": {
+        "id": "daring",
+        "en": "online",
+    },
+    "dash.state.offline": {
+        "id": "luring",
+        "en": "offline",
+    },
+    "dash.state.no_data": {
+        "id": "belum ada data",
+        "en": "no data",
+    },
+    "dash.counts": {
+        "id": "{total} lokasi: {offline} luring, {online} daring, {no_data} tanpa data",
+        "en": "{total} sites: {offline} offline, {online} online, {no_data} without data",
+    },
+    "dash.ago_s": {
+        "id": "{n} dtk lalu",
+        "en": "{n} s ago",
+    },
+    "dash.ago_m": {
+        "id": "{n} mnt lalu",
+        "en": "{n} min ago",
+    },
+    "dash.ago_h": {
+        "id": "{n} jam lalu",
+        "en": "{n} h ago",
+    },
+    "dash.ago_d": {
+        "id": "{n} hari lalu",
+        "en": "{n} d ago",
+    },
+    "dash.never": {
+        "id": "tidak pernah",
+        "en": "never",
+    },
+    "dash.range": {
+        "id": "Rentang",
+        "en": "Range",
+    },
+    "dash.range.24h": {
+        "id": "24 jam",
+        "en": "24 hours",
+    },
+    "dash.range.7d": {
+        "id": "7 hari",
+        "en": "7 days",
+    },
+    "dash.range.30d": {
+        "id": "30 hari",
+        "en": "30 days",
+    },
+    "dash.version": {
+        "id": "Versi agen",
+        "en": "Agent version",
+    },
+    "dash.config": {
+        "id": "Hash konfigurasi",
+        "en": "Config hash",
+    },
+    "dash.contact": {
+        "id": "Kontak",
+        "en": "Contact",
+    },
+    "dash.position": {
+        "id": "Posisi",
+        "en": "Position",
+    },
+    "dash.events": {
+        "id": "Kejadian",
+        "en": "Events",
+    },
+    "dash.no_events": {
+        "id": "Tidak ada kejadian dalam rentang ini",
+        "en": "No events in this range",
+    },
+    "dash.when": {
+        "id": "Waktu",
+        "en": "When",
+    },
+    "dash.what": {
+        "id": "Kejadian",
+        "en": "What",
+    },
+    "dash.detail": {
+        "id": "Rincian",
+        "en": "Detail",
+    },
+    "dash.event.agent_start": {
+        "id": "Agen mulai",
+        "en": "Agent started",
+    },
+    "dash.event.outage": {
+        "id": "Backhaul putus",
+        "en": "Backhaul down",
+    },
+    "dash.event.offline": {
+        "id": "Gateway luring",
+        "en": "Gateway offline",
+    },
+    "dash.event.speedtest": {
+        "id": "Uji kecepatan",
+        "en": "Speed test",
+    },
+    "dash.event.other": {
+        "id": "Kejadian lain",
+        "en": "Other event",
+    },
+    "dash.duration": {
+        "id": "lama {d}",
+        "en": "lasted {d}",
+    },
+    "dash.ongoing": {
+        "id": "masih berlangsung",
+        "en": "still going on",
+    },
+    "dash.outage_band": {
+        "id": "Bidang abu-abu: gangguan",
+        "en": "Grey bands: outages",
+    },
+    "dash.no_series": {
+        "id": "Belum ada data dalam rentang ini",
+        "en": "No data in this range yet",
+    },
+    "dash.export": {
+        "id": "Unduh CSV",
+        "en": "Download CSV",
+    },
+    "dash.export_month": {
+        "id": "Ketersediaan bulan ini (CSV)",
+        "en": "This month's availability (CSV)",
+    },
+    "dash.unknown_site": {
+        "id": "Lokasi {site} tidak dikenal",
+        "en": "No site {site} is known",
+    },
+    "dash.bad_param": {
+        "id": "Parameter {name} tidak sah: {value}",
+        "en": "Parameter {name} is not valid: {value}",
+    },
+    "dash.back": {
+        "id": "Kembali ke ringkasan",
+        "en": "Back to the overview",
+    },
+    "dash.generated": {
+        "id": "Dibuat {at} UTC",
+        "en": "Generated {at} UTC",
+    },
+    "dash.avail_note": {
+        "id": "Ketersediaan: bagian putaran ukur dengan backhaul hidup",
+        "en": "Availability: share of measuring rounds with the backhaul up",
+    },
+    "alert.offline.offline": {
+        "id": "{site} luring sejak {since}",
+        "en": "{site} offline since {since}",
+    },
+    "alert.offline.online": {
+        "id": "{site} daring lagi sejak {since}",
+        "en": "{site} back online since {since}",
+    },
+    "alert.backhaul.down": {
+        "id": "{site}: backhaul putus sejak {since}",
+        "en": "{site}: backhaul down since {since}",
+    },
+    "alert.backhaul.up": {
+        "id": "{site}: backhaul pulih sejak {since}",
+        "en": "{site}: backhaul back up since {since}",
+    },
+    "alert.undervoltage.on": {
+        "id": "{site}: tegangan kurang sejak {since}",
+        "en": "{site}: under-voltage since {since}",
+    },
+    "alert.undervoltage.off": {
+        "id": "{site}: tegangan normal lagi sejak {since}",
+        "en": "{site}: voltage normal again since {since}",
+    },
+    "sites.unusable": {
+        "id": "Berkas lokasi tidak bisa dipakai: {error}",
+        "en": "The sites file cannot be used: {error}",
+    },
 }
 
 

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 import structlog
 
+from collector.alerts.loop import Alerts
+from collector.alerts.webhook import webhook
 from collector.clock import Clock, wall_ms
 from collector.config import Config, read_password
+from collector.dashboard.registry import RegistryError, SiteInfo, load_registry
 from collector.ingest.batcher import Ingest
 from collector.ingest.subscriber import Subscriber
 from collector.messages import Lang, text
@@ -30,6 +33,7 @@ from collector.store import (
 )
 from collector.web.app import create_app
 from collector.web.serve import HttpServer
+from collector.web.settings import DashboardSettings
 
 log = structlog.get_logger("collector")
 
@@ -66,7 +70,45 @@ def open_store(config: Config, clock: Clock, lang: Lang) -> Store:
     return store
 
 
-def start_http(config: Config, lang: Lang) -> HttpServer | None:
+def site_registry(config: Config, lang: Lang) -> dict[str, SiteInfo]:
+    """The sites file's names. Raise Exit if it cannot be used."""
+    try:
+        return load_registry(config.sites_file)
+    except RegistryError as err:
+        raise Exit(status=os.EX_CONFIG, message=text("sites.unusable", lang, error=err)) from err
+
+
+def start_alerts(
+    config: Config, clock: Clock, lang: Lang, stop: threading.Event
+) -> threading.Thread:
+    """The alert passes, in a thread with a database connection of its own."""
+    try:
+        db = open_database(config.database.url)
+    except StoreError as err:
+        message = text("database.unusable", lang, url=config.database.url, error=err)
+        raise Exit(status=os.EX_UNAVAILABLE, message=message) from err
+    url = config.alerts.webhook_url
+    alerts = Alerts(
+        db,
+        clock=clock,
+        offline_after_s=config.alerts.offline_after_s,
+        send=webhook(url) if url else None,
+        registry=site_registry(config, lang),
+        lang=lang,
+    )
+
+    def work() -> None:
+        try:
+            alerts.run(stop, config.alerts.interval_s)
+        finally:
+            alerts.close()
+
+    thread = threading.Thread(target=work, name="alerts", daemon=True)
+    thread.start()
+    return thread
+
+
+def start_http(config: Config, lang: Lang, clock: Clock) -> HttpServer | None:
     """The HTTP side on `http.listen` with a database connection of its own; None when off."""
     if config.http.listen == "off":
         return None
@@ -77,7 +119,12 @@ def start_http(config: Config, lang: Lang) -> HttpServer | None:
         message = text("database.unusable", lang, url=url, error=err)
         raise Exit(status=os.EX_UNAVAILABLE, message=message) from err
     try:
-        server = HttpServer(create_app(reader), config.http.listen)
+        settings = DashboardSettings(
+            registry=site_registry(config, lang),
+            offline_after_s=config.alerts.offline_after_s,
+            clock=clock,
+        )
+        server = HttpServer(create_app(reader, settings), config.http.listen)
     except (OSError, ValueError) as err:
         reader.close()
         message = text("http.unusable", lang, listen=config.http.listen, error=err)
@@ -89,7 +136,8 @@ def start_http(config: Config, lang: Lang) -> HttpServer | None:
 def run(config: Config, clock: Clock, stop: threading.Event, lang: Lang) -> None:
     """Subscribe, store and acknowledge until `stop` is set. Raise Exit on what a person must fix."""
     store = open_store(config, clock, lang)
-    http = start_http(config, lang)
+    http = start_http(config, lang, clock)
+    alerts = start_alerts(config, clock, lang, stop)
     ingest = Ingest(
         store=store,
         topic_prefix=config.broker.topic_prefix,
@@ -113,6 +161,8 @@ def run(config: Config, clock: Clock, stop: threading.Event, lang: Lang) -> None
         ingest.run(subscriber, stop)
     finally:
         subscriber.stop()
+        stop.set()
+        alerts.join(timeout=10)
         if http is not None:
             http.stop()
         store.close()
@@ -130,7 +180,7 @@ def run(config: Config, clock: Clock, stop: threading.Event, lang: Lang) -> None
 def serve(config: Config, clock: Clock, stop: threading.Event, lang: Lang) -> None:
     """The HTTP side alone, from the database, until `stop` is set."""
     open_store(config, clock, lang).close()
-    http = start_http(config, lang)
+    http = start_http(config, lang, clock)
     if http is None:
         return
     stop.wait()

@@ -128,7 +128,30 @@ class DatabaseConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpConfig:
     listen: str = field(
-        default=DEFAULT_LISTEN, metadata=meta("HOST:PORT for /metrics, or off", _listen)
+        default=DEFAULT_LISTEN,
+        metadata=meta("HOST:PORT for the dashboard and /metrics, or off", _listen),
+    )
+
+
+def _webhook_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected an http:// or https:// URL, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertsConfig:
+    offline_after_s: float = field(
+        default=900.0,
+        metadata=meta("a site without a reading for this long is offline", _positive),
+    )
+    webhook_url: str | None = field(
+        default=None,
+        metadata=meta("each alert is POSTed here as JSON; none: the log only", _webhook_url),
+    )
+    interval_s: float = field(
+        default=15.0, metadata=meta("how often `run` evaluates the alerts", _positive)
     )
 
 
@@ -151,3 +174,10 @@ class Config:
         metadata=meta("raw readings older than this are deleted; hourly rollups stay", _positive),
     )
     log: LogConfig = field(default_factory=LogConfig, metadata=meta("logging"))
+    alerts: AlertsConfig = field(
+        default_factory=AlertsConfig, metadata=meta("offline, back online, backhaul, under-voltage")
+    )
+    sites_file: Path | None = field(
+        default=None,
+        metadata=meta("YAML list naming the sites (site, village, regency, lat, lon, contact)"),
+    )

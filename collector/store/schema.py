@@ -118,6 +118,22 @@ MIGRATIONS: tuple[Migration, ...] = (
                                AND n.metric = r.metric AND n.tags = r.tags)""",
         ),
     ),
+    Migration(
+        number=3,
+        about="alert states (one row per site and alert kind); rollups found by metric and hour",
+        statements=(
+            # The last state each alert reported, so a restarted collector does not fire again.
+            """CREATE TABLE alert_state (
+                site TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                state TEXT NOT NULL,
+                since BIGINT NOT NULL,
+                PRIMARY KEY (site, kind)
+            )""",
+            # The overview's availability reads one metric of every site over 30 days.
+            "CREATE INDEX rollups_metric_hour ON rollups_hourly (metric, hour)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number
