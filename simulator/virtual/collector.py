@@ -100,6 +100,7 @@ class Collector:
         self._sites: dict[str, SiteLedger] = defaultdict(SiteLedger)
         self._rejected: list[str] = []
         self.messages = 0
+        self._telemetry_received = 0  # telemetry messages filed, counted as they arrive
         self._subscribed = threading.Event()
         self._client = self._new_client()
 
@@ -126,6 +127,8 @@ class Collector:
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             self._inbox.append((message.topic, bytes(message.payload), time.time()))
+            if message.topic.endswith("/telemetry"):
+                self._telemetry_received += 1
 
     def _absorb(self) -> None:
         """Decode what the network thread filed. Call with the lock held."""
@@ -172,6 +175,11 @@ class Collector:
             self._rejected.append(f"{topic}: an alarm needs an 'event' name")
             return
         self._sites[site].alarms.append(alarm)
+
+    def telemetry_received(self) -> int:
+        """Telemetry messages that reached this consumer so far (repeats included)."""
+        with self._lock:
+            return self._telemetry_received
 
     def start(self, timeout_s: float = 10.0) -> Collector:
         self._subscribed.clear()

@@ -30,7 +30,7 @@ from simulator.virtual.gateway import Gateway
 from simulator.virtual.real_collector import CollectorError, RealCollector
 from simulator.virtual.scenario import Event, LinkSpec, Scenario
 from simulator.virtual.summary import Delivered, as_dict, series, site_summary, totals
-from simulator.virtual.world import WorldResult, run_world
+from simulator.virtual.world import CaughtUp, WorldResult, run_world
 
 SUMMARY_FILE = "summary.json"
 # Each gateway holds about six descriptors (SQLite file, WAL and shm; the MQTT socket and paho's
@@ -116,7 +116,9 @@ def auto_workers(gateways: int) -> int:
     return max(min(os.cpu_count() or 1, gateways), math.ceil(gateways / GATEWAYS_PER_PROCESS))
 
 
-def run_slice(sites: Sequence[Site], options: RunOptions) -> WorldResult:
+def run_slice(
+    sites: Sequence[Site], options: RunOptions, caught_up: CaughtUp | None = None
+) -> WorldResult:
     """Run some sites in this process on one timeline (a worker's job)."""
     if options.log_level is not None:
         logs.configure(options.log_level, stream=sys.stderr)
@@ -139,12 +141,15 @@ def run_slice(sites: Sequence[Site], options: RunOptions) -> WorldResult:
         hours=options.hours,
         settle_s=options.settle_s,
         drain_s=options.drain_s,
+        caught_up=caught_up,
     )
 
 
-def _run_slices(sites: Sequence[Site], options: RunOptions, workers: int) -> list[WorldResult]:
+def _run_slices(
+    sites: Sequence[Site], options: RunOptions, workers: int, caught_up: CaughtUp | None
+) -> list[WorldResult]:
     if workers <= 1:
-        return [run_slice(sites, options)]
+        return [run_slice(sites, options, caught_up)]
     slices = [list(sites[i::workers]) for i in range(workers) if sites[i::workers]]
     # spawn: the parent runs the collector's network thread, and fork would copy its locks.
     context = multiprocessing.get_context("spawn")
@@ -202,7 +207,16 @@ def run_fleet(
         # its network thread stamps what arrives during a decode late: half a second of real time
         # is dozens of virtual rounds, and sites that never lost their link showed worst delays
         # near an hour.
-        worlds = _run_slices(sites, options, workers)
+        # In one process the world can wait for the in-process checker each round; workers in
+        # other processes cannot see it, and the real collector is measured to its storage.
+        caught_up: CaughtUp | None = None
+        if isinstance(collector, Collector):
+            checker = collector
+
+            def caught_up(gateways: Sequence[Gateway]) -> bool:
+                return checker.telemetry_received() >= sum(g.acked_messages for g in gateways)
+
+        worlds = _run_slices(sites, options, workers, caught_up)
         simulated = time.monotonic() - started
         log(f"simulated {len(sites)} gateways x {options.hours} h in {simulated:.1f} s")
         results = [(r, w) for w in worlds for r in w.gateways]

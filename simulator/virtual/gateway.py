@@ -107,6 +107,7 @@ class Gateway:
         self._truth_seqs = array.array("q")  # first seq, last seq, first seq, ...
         self._truth_times = array.array("d")
         self._dropped_in_memory = 0
+        self._acked_earlier = 0  # telemetry messages the broker acknowledged in earlier boots
 
     # -- power ----------------------------------------------------------------------------------
     def boot(self, *, sync_after_s: float | None = 0.0) -> None:
@@ -157,12 +158,19 @@ class Gateway:
             free_bytes=self._disk,
         )
 
+    @property
+    def acked_messages(self) -> int:
+        """Telemetry messages the broker acknowledged, over every boot of this run."""
+        current = 0 if self.agent is None else self.agent.outbox.stats.messages_acked
+        return self._acked_earlier + current
+
     def power_cut(self) -> None:
         """The power goes: no clean stop, no flush, no offline message; committed rows survive."""
         agent, link = self.agent, self._link
         if agent is None or link is None:
             return
         self._dropped_in_memory += self._memory_losses(agent)
+        self._acked_earlier += agent.outbox.stats.messages_acked
         link.abort()
         agent.buffer.close()
         self.agent, self._link = None, None
