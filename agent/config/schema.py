@@ -36,7 +36,8 @@ def _site_id(value: str) -> str | None:
     )
 
 
-def _broker_url(value: str) -> str | None:
+def broker_url_problem(value: str) -> str | None:
+    """What is wrong with a broker URL, or None. The agent and the collector both check with it."""
     parts = urlsplit(value)
     if parts.scheme not in ("mqtt", "mqtts"):
         return f"expected a URL starting with mqtt:// or mqtts://, got {value!r}"
@@ -57,7 +58,8 @@ def _payload_schema(value: int) -> str | None:
     return f"expected 1 or 2 (the telemetry payload layouts), got {value}"
 
 
-def _topic_prefix(value: str) -> str | None:
+def topic_prefix_problem(value: str) -> str | None:
+    """What keeps a topic prefix from carrying the contract's topics, or None (agent and collector)."""
     if _TOPIC_BAD.search(value) or value.startswith("/") or value.endswith("/"):
         return f"{value!r} is not a usable topic prefix: no '#', '+', leading or trailing '/'"
     return None
@@ -65,8 +67,12 @@ def _topic_prefix(value: str) -> str | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerConfig:
-    url: str = field(metadata=meta("mqtt://host[:port] or mqtts://host[:port] (TLS)", _broker_url))
-    topic_prefix: str = field(metadata=meta("topics are {prefix}/{site_id}/...", _topic_prefix))
+    url: str = field(
+        metadata=meta("mqtt://host[:port] or mqtts://host[:port] (TLS)", broker_url_problem)
+    )
+    topic_prefix: str = field(
+        metadata=meta("topics are {prefix}/{site_id}/...", topic_prefix_problem)
+    )
     protocol: Literal["5", "3.1.1"] = field(default="5", metadata=meta("MQTT version"))
     client_id: str | None = field(default=None, metadata=meta("default: village-agent-{site_id}"))
     username: str | None = field(default=None, metadata=meta("user name at the broker"))

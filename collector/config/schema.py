@@ -12,34 +12,13 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from agent.config.schema import broker_url_problem, topic_prefix_problem
 from collector.config.strict import meta
 
 DEFAULT_DATABASE = "sqlite:///var/lib/village-collector/collector.sqlite"
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
-_TOPIC_BAD = re.compile(r"[#+\x00]")
 _GROUP = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-def _broker_url(value: str) -> str | None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        return f"expected a URL starting with mqtt:// or mqtts://, got {value!r}"
-    if not parts.hostname:
-        return f"the URL {value!r} names no host, e.g. mqtts://broker.example.id:8883"
-    try:
-        _ = parts.port
-    except ValueError:
-        return f"the port in {value!r} is not a number between 1 and 65535"
-    if parts.username or parts.password:
-        return "put no user or password in the URL: use broker.username and broker.password_file"
-    return None
-
-
-def _topic_prefix(value: str) -> str | None:
-    if _TOPIC_BAD.search(value) or value.startswith("/") or value.endswith("/"):
-        return f"{value!r} is not a usable topic prefix: no '#', '+', leading or trailing '/'"
-    return None
 
 
 def _group(value: str) -> str | None:
@@ -72,10 +51,12 @@ def _positive(value: float) -> str | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerConfig:
-    url: str = field(metadata=meta("mqtt://host[:port] or mqtts://host[:port] (TLS)", _broker_url))
+    url: str = field(
+        metadata=meta("mqtt://host[:port] or mqtts://host[:port] (TLS)", broker_url_problem)
+    )
     topic_prefix: str = field(
         metadata=meta(
-            "the agents' broker.topic_prefix: topics are {prefix}/{site}/...", _topic_prefix
+            "the agents' broker.topic_prefix: topics are {prefix}/{site}/...", topic_prefix_problem
         )
     )
     client_id: str = field(
