@@ -1,4 +1,5 @@
-"""Fixtures shared by all tests: a real mosquitto per test and a throwaway PKI."""
+"""Fixtures shared by all tests: a real mosquitto per test, a throwaway PKI, and a PostgreSQL
+cluster of the tests' own for the session with a fresh database per test."""
 
 import contextlib
 import itertools
@@ -9,6 +10,7 @@ import pytest
 
 from tests.support.certs import Pki, make_pki
 from tests.support.mqtt_broker import Broker, BrokerFactory, TlsSetup, start_broker
+from tests.support.pg_server import PostgresServer, PostgresUnavailable
 
 
 @pytest.fixture
@@ -43,6 +45,36 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
 def pki(tmp_path: Path) -> Pki:
     """A CA, a server certificate for 127.0.0.1, and a client certificate."""
     return make_pki(tmp_path / "pki")
+
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as err:
+        pytest.skip(str(err))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """A fresh, empty database in the session's cluster."""
+    return postgres.create_database(f"test_{next(_names)}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """The test runs once on the embedded SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path}/collector.sqlite"
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -3,7 +3,6 @@ reading via `python -m collector run` into SQLite or PostgreSQL, and summarises 
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 import subprocess
@@ -22,31 +21,8 @@ from simulator.virtual.real_collector import RealCollector
 from simulator.virtual.scenario import load_scenario
 from tests.support.collector_proc import stored_seqs
 from tests.support.mqtt_broker import Broker
-from tests.support.pg_server import PostgresServer, PostgresUnavailable
 
 PREFIX = "fleet/db"
-_names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer().start()
-    except PostgresUnavailable as err:
-        pytest.skip(str(err))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The test runs once on the embedded SQLite and once on a PostgreSQL of the tests' own."""
-    if request.param == "sqlite":
-        return f"sqlite://{tmp_path}/collector.sqlite"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database(f"fleet_{next(_names)}")
 
 
 @pytest.fixture
