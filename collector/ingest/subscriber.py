@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from agent.publish.tls import verified_context
 from collector.clock import Clock, wall_ms
 from collector.config.schema import BrokerConfig
 from collector.ingest.parse import KINDS, Message
@@ -74,11 +74,9 @@ class Subscriber:
         if broker.username is not None:
             client.username_pw_set(broker.username, password)
         if broker.tls:
-            context = ssl.create_default_context(
-                cafile=str(broker.ca_file) if broker.ca_file else None
-            )
-            client.tls_set_context(context)
+            client.tls_set_context(verified_context(broker.ca_file))
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 30)
@@ -149,6 +147,15 @@ class Subscriber:
             broker=self._broker.url,
             session_present=bool(flags.session_present),
             shared_group=self._broker.shared_group,
+        )
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # paho retries by itself (1 s doubling to 30 s); say so at each try, so an operator who
+        # started the collector against a wrong or dead broker sees why nothing arrives.
+        log.warning(
+            "broker_unreachable",
+            broker=self._broker.url,
+            message="cannot connect to the broker; retrying, messages wait in its queue",
         )
 
     def _on_disconnect(
