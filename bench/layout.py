@@ -1,7 +1,7 @@
 """Experiments that show where the bytes go, to choose improvements by number:
 
 - payload layouts for the same realistic rounds: schema 1 (zlib JSON, an object per reading) per
-  round and in 500-reading drain batches; the shipped schema 2 (agent/payload2.py) the same two
+  round and in 500-reading drain batches; the shipped schema 2 (agent/contract/telemetry_v2.py) the same two
   ways, with its preset dictionary and without; the experiments that led to it: a columnar batch
   (series listed once, seqs and times delta-coded), the same with the series table sent once per
   connection and referred to by digest, and that batched over 10 rounds;

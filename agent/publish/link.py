@@ -1,7 +1,7 @@
 """The connection to the provincial broker: paho-mqtt's client driven by one network thread.
 
 Every connection gets a fresh paho client. Messages that were in flight on a lost connection are not
-resent by paho; the shipper resends them from the durable buffer instead, so what counts as "sent" has
+resent by paho; the outbox resends them from the durable buffer instead, so what counts as "sent" has
 one owner (the buffer) and survives a restart. paho's callbacks only put events on a queue that the main
 thread drains: a PUBACK can arrive before `publish()` returns, and ordering through one queue makes that
 race harmless.

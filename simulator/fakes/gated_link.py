@@ -14,7 +14,7 @@ from agent.publish.link import Disconnected, LinkEvent, MqttLink
 
 
 class GatedLink:
-    """Stands where `MqttLink` stands (the shipper's `Link`, the agent's `EventSource`)."""
+    """Stands where `MqttLink` stands (the agent's `AgentLink`: the outbox's `Link` and its events)."""
 
     def __init__(self, factory: Callable[[], MqttLink]) -> None:
         self._factory = factory
