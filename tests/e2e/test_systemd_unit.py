@@ -1,13 +1,12 @@
 """systemd/village-agent.service: it verifies, and its sandbox exposure stays where we put it."""
 
 import json
-import os
-import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.systemd_unit import analyze, exposure, settings, verifiable_copy
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "village-agent.service"
 EXEC_START = "/opt/village-agent/bin/village-agent"
@@ -36,32 +35,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def analyze(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run systemd-analyze without colours or a pager."""
-    return subprocess.run(
-        ["systemd-analyze", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, "SYSTEMD_COLORS": "0", "SYSTEMD_PAGER": "cat"},
-    )
-
-
-def verifiable_copy(unit_text: str, directory: Path) -> Path:
-    """The unit with ExecStart= pointing at a stand-in executable, since verify checks it exists."""
-    fake = directory / "village-agent"
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
-    assert f"ExecStart={EXEC_START} " in unit_text
-    copy = directory / "village-agent.service"
-    copy.write_text(unit_text.replace(f"ExecStart={EXEC_START} ", f"ExecStart={fake} "))
-    return copy
-
-
 def test_unit_verifies_without_any_warning(tmp_path: Path) -> None:
     """systemd-analyze verify accepts every line: no unknown key, bad value or missing unit."""
-    copy = verifiable_copy(UNIT.read_text(), tmp_path)
+    copy = verifiable_copy(UNIT.read_text(), EXEC_START, "village-agent", tmp_path)
 
     result = analyze("verify", str(copy), cwd=tmp_path)
 
@@ -72,7 +48,7 @@ def test_unit_verifies_without_any_warning(tmp_path: Path) -> None:
 def test_verify_would_catch_a_misspelled_setting(tmp_path: Path) -> None:
     """The check above is not vacuous: a typo in a setting makes verify speak up."""
     broken = UNIT.read_text().replace("ProtectHome=yes", "ProtectHomes=yes")
-    copy = verifiable_copy(broken, tmp_path)
+    copy = verifiable_copy(broken, EXEC_START, "village-agent", tmp_path)
 
     result = analyze("verify", str(copy), cwd=tmp_path)
 
@@ -81,16 +57,9 @@ def test_verify_would_catch_a_misspelled_setting(tmp_path: Path) -> None:
 
 def test_exposure_is_within_the_documented_bound() -> None:
     """The offline security score passes the threshold and is at most EXPOSURE_MAX."""
-    threshold = round(EXPOSURE_MAX * 10)
+    score = exposure(UNIT, EXPOSURE_MAX)
 
-    result = analyze("security", "--offline=yes", f"--threshold={threshold}", str(UNIT))
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    found = re.search(
-        r"Overall exposure level for village-agent\.service: (\d+\.\d)", result.stdout
-    )
-    assert found, result.stdout
-    assert float(found.group(1)) <= EXPOSURE_MAX
+    assert score is not None and score <= EXPOSURE_MAX, score
 
 
 def test_only_the_accepted_checks_fail() -> None:
@@ -100,16 +69,6 @@ def test_only_the_accepted_checks_fail() -> None:
     assert result.returncode == 0, result.stderr
     failing = {check["name"] for check in json.loads(result.stdout) if check["exposure"]}
     assert failing == set(ACCEPTED)
-
-
-def settings(unit_text: str) -> dict[str, list[str]]:
-    """Each key of the unit and its values in order (keys like SystemCallFilter= repeat)."""
-    found: dict[str, list[str]] = {}
-    for line in unit_text.splitlines():
-        if line and not line.startswith(("#", "[")):
-            key, _, value = line.partition("=")
-            found.setdefault(key, []).append(value)
-    return found
 
 
 def test_lifecycle_settings_match_the_daemon() -> None:
