@@ -29,6 +29,7 @@ class Backlog:
     """The unsent readings at one moment."""
 
     site: str | None
+    epoch: str  # the buffer's seq series ("" for a file from before epochs existed)
     count: int
     oldest_seq: int | None
     oldest_ts_ms: int | None
@@ -89,6 +90,7 @@ class BufferView:
             site = self.site()
         return Backlog(
             site=site,
+            epoch=stats.epoch,
             count=stats.count,
             oldest_seq=stats.oldest_seq,
             oldest_ts_ms=stats.oldest_ts_ms,

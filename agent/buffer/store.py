@@ -8,10 +8,15 @@ and each page is a write to the SD card. Nor does a commit touch `meta` unless i
 is summed from the rows at open, and the last seq ever given is the newest row's, written to `meta`
 only when the newest row is deleted. So seq stays strictly increasing and never reused, even after
 the rows it numbered were deleted. A schema 1 file is converted in place when it is opened.
+
+A file's seqs form one series named by its epoch, a random id in `meta` minted with the file: a
+new SD card, a reinstall or a damaged file replaced by a fresh one starts seq again at 1 under a
+new epoch, so a reading is identified by (site, epoch, seq) and never collides with an older one.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +51,7 @@ class BufferStats:
     oldest_seq: int | None
     oldest_ts_ms: int | None
     dropped_total: int  # readings removed unsent to respect the size bound
+    epoch: str  # names this file's seq series ("" only in a file no agent has claimed yet)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +62,12 @@ class Appended:
 
 
 FreeBytes = Callable[[Path], int]
+EPOCH_BYTES = 8  # 64 random bits: two buffers of one site never draw the same epoch
+
+
+def new_epoch() -> str:
+    """A fresh seq epoch: 16 lowercase hex characters from the system's random source."""
+    return secrets.token_hex(EPOCH_BYTES)
 
 
 def disk_free_bytes(path: Path) -> int:
@@ -86,6 +98,7 @@ class Buffer:
         self._count = int(count)
         self._stored_last_seq = self._meta_int("last_seq")
         self._last_seq = max(self._stored_last_seq, int(newest))
+        self._epoch = self._meta_text("epoch")
 
     @classmethod
     def open(
@@ -120,6 +133,10 @@ class Buffer:
             raise
         return buffer
 
+    def _meta_text(self, key: str) -> str:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row and row[0] is not None else ""
+
     def _meta_int(self, key: str) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else 0
@@ -127,16 +144,26 @@ class Buffer:
     def _claim(self, site: str) -> None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'site'").fetchone()
         if row is None:
+            epoch = new_epoch()
             with self._tx():
                 self._conn.execute("INSERT INTO meta VALUES ('site', ?)", (site,))
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (epoch,))
                 self._conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('dropped', 0)")
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('last_seq', 0)")
+            self._epoch = epoch
         elif row[0] != site:
             raise BufferError(
                 f"the buffer {self.path} holds readings of site '{row[0]}', not '{site}'. "
                 "Export them with 'village-agent buffer export', or give this site its own state_dir"
             )
+        if not self._epoch:
+            # A file written before epochs existed: its readings went out without one, and what
+            # numbered them cannot be proven continuous with this file, so a series starts here.
+            epoch = new_epoch()
+            with self._tx():
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (epoch,))
+            self._epoch = epoch
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn)
@@ -349,6 +376,11 @@ class Buffer:
         return int(fixed)
 
     @property
+    def epoch(self) -> str:
+        """The id of this file's seq series: every seq it gives is unique within it."""
+        return self._epoch
+
+    @property
     def count(self) -> int:
         """Readings in the buffer, kept in memory: no query."""
         return self._count
@@ -363,6 +395,7 @@ class Buffer:
             oldest_seq=oldest[0] if oldest else None,
             oldest_ts_ms=oldest[1] if oldest else None,
             dropped_total=self._meta_int("dropped"),
+            epoch=self._epoch,
         )
 
     def integrity_ok(self) -> bool:
