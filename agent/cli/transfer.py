@@ -1,7 +1,7 @@
 """`buffer export` / `buffer import`: unsent readings carried on a USB stick when there is no backhaul.
 
 The export file is gzip-compressed text, one JSON object per line. Line 1 is a header:
-  {"format": "village-agent-buffer-export", "version": 1, "site", "count", "first_seq",
+  {"format": "village-agent-buffer-export", "version": 1, "site", "epoch", "count", "first_seq",
    "exported_at", "clock_synced", "agent_version"}
 Every following line is one telemetry payload of the MQTT contract (uncompressed `encode_telemetry`
 JSON, at most 500 readings), so any consumer of the contract can read it with `zcat`. Export writes
@@ -10,9 +10,10 @@ lines of either schema and publishes in the configured `broker.payload_schema`.
 
 Export reads the buffer read-only in one read transaction (a consistent snapshot while the daemon keeps
 running) and writes the file atomically. It deletes nothing: when the backhaul returns the daemon may
-publish the same readings too, and the collector's dedupe on (site, seq) absorbs that.
+publish the same readings too, and the collector's dedupe on (site, epoch, seq) absorbs that.
 
-Import publishes the readings under the file's site with their original seq, QoS 1, a batch at a time
+Import publishes the readings under the file's site and epoch with their original seq (a file from
+before epochs has none: epoch ""), QoS 1, a batch at a time
 within the in-flight window, and records every acknowledged seq range in a progress file after each
 PUBACK. An interrupted import resumes from there and re-sends only batches never acknowledged. A
 negative PUBACK stops the import with the broker's reason; that batch is not recorded as done.
@@ -82,6 +83,7 @@ def export_buffer(state_dir: Path, out: Path, *, now: float, clock_synced: bool)
             "format": FORMAT,
             "version": VERSION,
             "site": site,
+            "epoch": stats.epoch,
             "count": stats.count,
             "first_seq": stats.oldest_seq,
             "exported_at": now,
@@ -94,7 +96,10 @@ def export_buffer(state_dir: Path, out: Path, *, now: float, clock_synced: bool)
                 with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed:
                     packed.write(json.dumps(header).encode("utf-8") + b"\n")
                     for page in _pages(buffer):
-                        packed.write(encode_telemetry(site, page, compress=False, schema=1) + b"\n")
+                        line = encode_telemetry(
+                            site, page, epoch=stats.epoch, compress=False, schema=1
+                        )
+                        packed.write(line + b"\n")
                         written += len(page)
                         last = page[-1].seq
                 raw.flush()
@@ -153,9 +158,17 @@ def _readings(path: Path) -> Iterator[Reading]:
                     raise BadExport(f"{path} line {number}: {err}") from err
                 if batch.site != header["site"]:
                     raise BadExport(f"{path} line {number}: another site, {batch.site!r}")
+                if batch.epoch != export_epoch(header):
+                    raise BadExport(f"{path} line {number}: another seq epoch, {batch.epoch!r}")
                 yield from batch.readings
         except (OSError, EOFError) as err:
             raise BadExport(f"{path} is damaged or truncated: {err}") from err
+
+
+def export_epoch(header: dict[str, Any]) -> str:
+    """The seq epoch of an export's readings; "" for a file written before epochs existed."""
+    epoch = header.get("epoch", "")
+    return epoch if isinstance(epoch, str) else ""
 
 
 def verify_export(path: Path) -> tuple[dict[str, Any], str]:
@@ -218,6 +231,7 @@ def import_export(
     start = time.monotonic()
     header, digest = verify_export(path)
     site = str(header["site"])
+    epoch = export_epoch(header)
     progress = Progress(progress_file or path.with_name(path.name + ".progress"), digest)
     already = len(progress.acked)
     prefix = config.broker.topic_prefix
@@ -251,6 +265,7 @@ def import_export(
                 payload = encode_telemetry(
                     site,
                     batch,
+                    epoch=epoch,
                     compress=config.broker.compression,
                     schema=config.broker.payload_schema,
                 )

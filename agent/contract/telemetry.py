@@ -6,6 +6,8 @@ Two layouts exist, named by the object's `schema` field, and the decoder reads b
 - 1: every reading an object of its own (agent/contract/schema/telemetry.schema.json); plain zlib.
 - 2: series named once per message, readings in runs (agent/contract/telemetry_v2.py,
   agent/contract/schema/telemetry-2.schema.json); zlib with the preset dictionary telemetry-2.zdict.
+Both carry `epoch` at the top: the id of the sending buffer's seq series. A reading is identified by
+(site, epoch, seq); a payload from an agent older than epochs has none, and decodes with epoch "".
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.contract import telemetry_v2
-from agent.contract.fields import PayloadError, field, number, tags, value
+from agent.contract.fields import PayloadError, field, number, optional, tags, value
 from agent.reading import Reading
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
 
 SCHEMAS = (1, 2)  # the layouts this decoder reads; the agent sends broker.payload_schema
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # refuse to inflate more than this: a zip bomb is a bad message
+MAX_EPOCH_CHARS = 64  # agents send 16; the bound keeps a hostile key out of the collector's index
 
 _SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 # Preset dictionaries are part of the contract: a payload names its dictionary only by adler32
@@ -47,6 +50,7 @@ _FDICT = 0x20  # FLG bit of the zlib header: a DICTID follows
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Batch:
     site: str
+    epoch: str  # the seq series the readings belong to; "" when the payload names none
     readings: tuple[Reading, ...]
     schema: int
 
@@ -76,14 +80,25 @@ def reading_object(reading: Reading) -> dict[str, Any]:
 
 
 def encode_telemetry(
-    site: str, readings: Sequence[Reading], *, compress: bool = True, schema: int = 2
+    site: str,
+    readings: Sequence[Reading],
+    *,
+    epoch: str = "",
+    compress: bool = True,
+    schema: int = 2,
 ) -> bytes:
-    """Encode a batch for `{prefix}/{site}/telemetry` in layout `schema` (1 or 2). Schema 2 needs
-    the readings in increasing seq order, as the buffer gives them; raise ValueError otherwise."""
+    """Encode a batch for `{prefix}/{site}/telemetry` in layout `schema` (1 or 2), naming the seq
+    series `epoch` (the agent passes its buffer's). Schema 2 needs the readings in increasing seq
+    order, as the buffer gives them; raise ValueError otherwise."""
     if schema == 1:
-        body = {"schema": 1, "site": site, "readings": [reading_object(r) for r in readings]}
+        body = {
+            "schema": 1,
+            "site": site,
+            "epoch": epoch,
+            "readings": [reading_object(r) for r in readings],
+        }
     elif schema == 2:
-        body = telemetry_v2.body(site, readings)
+        body = telemetry_v2.body(site, readings, epoch=epoch)
     else:
         raise ValueError(f"no telemetry schema {schema}; there are {SCHEMAS}")
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -169,8 +184,11 @@ def decode_telemetry(payload: bytes) -> Batch:
             f"{' and '.join(map(str, SCHEMAS))})"
         )
     site = field(body, "site", str, "payload")
+    epoch = optional(body, "epoch", str, "payload", "")
+    if len(epoch) > MAX_EPOCH_CHARS:
+        raise PayloadError(f"payload: 'epoch' is longer than {MAX_EPOCH_CHARS} characters")
     if schema == 2:
-        return Batch(site=site, readings=telemetry_v2.readings(body), schema=2)
+        return Batch(site=site, epoch=epoch, readings=telemetry_v2.readings(body), schema=2)
     readings = field(body, "readings", list, "payload")
     decoded = tuple(_decode_reading(r, f"readings[{i}]") for i, r in enumerate(readings))
-    return Batch(site=site, readings=decoded, schema=1)
+    return Batch(site=site, epoch=epoch, readings=decoded, schema=1)

@@ -1,6 +1,6 @@
 """Telemetry schema 2: each series named once per message, readings grouped in runs.
 
-    {"schema": 2, "site": S, "ts0": T, "mono0": M, "boots": [B, ...],
+    {"schema": 2, "site": S, "epoch": E, "ts0": T, "mono0": M, "boots": [B, ...],
      "series": [[metric, {tags}], ...],
      "runs": [{"seq": N, "dt": D, "dm": E, "boot": I, "synced": false, "s": X, "v": [values]}, ...]}
 
@@ -50,8 +50,9 @@ def _runs(readings: Sequence[Reading]) -> list[list[Reading]]:
     return runs
 
 
-def body(site: str, readings: Sequence[Reading]) -> dict[str, Any]:
-    """The schema 2 object for a batch. Raise ValueError unless seqs increase."""
+def body(site: str, readings: Sequence[Reading], *, epoch: str) -> dict[str, Any]:
+    """The schema 2 object for a batch of the seq series `epoch`. Raise ValueError unless seqs
+    increase."""
     runs = _runs(readings)
     # The series table follows the longest run (a full round, in a drain's batch of many rounds),
     # so every full round needs no `s`; a round cut short at either end of the batch gives k.
@@ -64,7 +65,7 @@ def body(site: str, readings: Sequence[Reading]) -> dict[str, Any]:
         boots.setdefault(run[0].boot_id, len(boots))
     ts = runs[0][0].ts_ms if runs else 0
     mono = runs[0][0].mono_ms if runs else 0
-    out: dict[str, Any] = {"schema": 2, "site": site, "ts0": ts, "mono0": mono}
+    out: dict[str, Any] = {"schema": 2, "site": site, "epoch": epoch, "ts0": ts, "mono0": mono}
     out["boots"] = list(boots)
     out["series"] = [[metric, dict(pairs)] for metric, pairs in series]
     out["runs"] = []

@@ -210,9 +210,13 @@ def build_agent(
     """Assemble one site's agent from its parts."""
     broker = config.broker
 
-    def encode(readings: Sequence[Reading]) -> bytes:
+    def encode(readings: Sequence[Reading], epoch: str) -> bytes:
         return encode_telemetry(
-            config.site_id, readings, compress=broker.compression, schema=broker.payload_schema
+            config.site_id,
+            readings,
+            epoch=epoch,
+            compress=broker.compression,
+            schema=broker.payload_schema,
         )
 
     prefix = broker.topic_prefix

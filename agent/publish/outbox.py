@@ -22,7 +22,8 @@ from agent.config.schema import BrokerConfig
 from agent.publish.link import Acked, Connected, ConnectFailed, Disconnected, LinkEvent
 from agent.reading import Reading, Sample, Stamp
 
-Encode = Callable[[Sequence[Reading]], bytes]
+# (readings, the buffer's seq epoch) -> payload
+Encode = Callable[[Sequence[Reading], str], bytes]
 
 
 class Link(Protocol):
@@ -195,7 +196,8 @@ class Outbox:
             readings = [r for r in readings if r.seq not in done][: self._broker.batch_max_readings]
             if not readings:
                 break
-            payload = self._encode(readings)
+            # The buffer's own epoch, read at each batch: readings are named by (site, epoch, seq).
+            payload = self._encode(readings, self.buffer.epoch)
             handle = self._link.publish(self._topic, payload)
             if handle is None:
                 break

@@ -52,8 +52,8 @@ def _setup(
 
 
 def _outbox(buffer: Buffer, link: InstantLink, payload_schema: int) -> Outbox:
-    def encode(readings: Sequence[Reading]) -> bytes:
-        return encode_telemetry(SITE, readings, compress=True, schema=payload_schema)
+    def encode(readings: Sequence[Reading], epoch: str) -> bytes:
+        return encode_telemetry(SITE, readings, epoch=epoch, compress=True, schema=payload_schema)
 
     broker = BrokerConfig(
         url="mqtt://127.0.0.1", topic_prefix="p", batch_max_readings=5, inflight_max=WINDOW
@@ -105,6 +105,7 @@ def test_messages_use_the_configured_payload_schema(tmp_path: Path, schema: int)
     assert [b.schema for b in batches] == [schema, schema]
     assert [r.seq for b in batches for r in b.readings] == list(range(1, 11))
     assert batches[0].readings == tuple(buffer.oldest(limit=5))
+    assert {b.epoch for b in batches} == {buffer.epoch}
 
 
 def test_one_acked_message_waits_for_the_next_round_a_window_full_does_not(

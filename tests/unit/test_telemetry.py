@@ -22,6 +22,7 @@ ZDICT = (SCHEMA_DIR / "telemetry-2.zdict").read_bytes()
 # number: changing the file breaks them. A new dictionary is a new file, never an edit.
 ZDICT_ID = 0x8F5874D8
 BOOT = "0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9"
+EPOCH = "3f9c0a17b24e6d85"
 
 
 def _reading(seq: int, value: float = 612.25) -> Reading:
@@ -68,14 +69,17 @@ def _body(payload: bytes) -> Any:
 
 
 def _both(readings: list[Reading]) -> None:
-    """Both schemas, compressed or not, decode to the same readings; each is valid by its schema."""
+    """Both schemas, compressed or not, decode to the same readings of the same epoch; each is
+    valid by its schema."""
     batches = []
     for schema, json_schema in ((1, SCHEMA), (2, SCHEMA_2)):
         for compress in (True, False):
-            payload = encode_telemetry("site-a", readings, schema=schema, compress=compress)
+            payload = encode_telemetry(
+                "site-a", readings, epoch=EPOCH, schema=schema, compress=compress
+            )
             jsonschema.validate(_body(payload), json_schema)
             batch = decode_telemetry(payload)
-            assert (batch.site, batch.schema) == ("site-a", schema)
+            assert (batch.site, batch.epoch, batch.schema) == ("site-a", EPOCH, schema)
             batches.append(batch.readings)
     assert all(b == batches[0] for b in batches)
 
@@ -96,14 +100,52 @@ def test_schema_1_bytes_are_what_collectors_of_schema_1_already_read() -> None:
     """Schema 1 is the documented object per reading, compact JSON, zlib level 9, no dictionary."""
     reading = _reading(7, value=0.1 + 0.2)
     expected = {
-        "schema": 1, "site": "site-a", "readings": [
+        "schema": 1, "site": "site-a", "epoch": EPOCH, "readings": [
             {"seq": 7, "ts": 1_800_000_000_007, "metric": "latency.rtt_avg_ms", "value": 0.3,
              "tags": {"target": "1.1.1.1", "method": "icmp-raw"}, "boot": BOOT, "mono": 10_007,
              "synced": True}],
     }  # fmt: skip
     text = json.dumps(expected, separators=(",", ":")).encode()
-    assert encode_telemetry("site-a", [reading], schema=1, compress=False) == text
-    assert encode_telemetry("site-a", [reading], schema=1) == zlib.compress(text, 9)
+    assert encode_telemetry("site-a", [reading], epoch=EPOCH, schema=1, compress=False) == text
+    assert encode_telemetry("site-a", [reading], epoch=EPOCH, schema=1) == zlib.compress(text, 9)
+
+
+@pytest.mark.parametrize(("schema", "json_schema"), [(1, SCHEMA), (2, SCHEMA_2)])
+def test_the_epoch_is_a_top_level_string_that_round_trips(
+    schema: int, json_schema: dict[str, Any]
+) -> None:
+    """Every payload names its seq series at the top; the decoder gives it back, and the JSON
+    Schema of each layout knows the field."""
+    payload = encode_telemetry("site-a", [_reading(1), _reading(2)], epoch=EPOCH, schema=schema)
+    body = _body(payload)
+    assert body["epoch"] == EPOCH
+    jsonschema.validate(body, json_schema)
+    assert "epoch" in json_schema["properties"]
+    batch = decode_telemetry(payload)
+    assert batch.epoch == EPOCH
+    assert [r.seq for r in batch.readings] == [1, 2]
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_a_payload_from_before_epochs_decodes_with_an_empty_epoch(schema: int) -> None:
+    """Agents older than epochs send none: their readings belong to the epoch ""."""
+    body = _body(encode_telemetry("site-a", [_reading(5)], epoch=EPOCH, schema=schema))
+    del body["epoch"]
+    jsonschema.validate(body, SCHEMA if schema == 1 else SCHEMA_2)
+    batch = decode_telemetry(json.dumps(body).encode())
+    assert batch.epoch == ""
+    assert [r.seq for r in batch.readings] == [5]
+
+
+@pytest.mark.parametrize(
+    ("epoch", "reason"), [(7, "'epoch' has the wrong type"), ("e" * 65, "longer than 64")]
+)
+def test_a_bad_epoch_is_rejected(epoch: object, reason: str) -> None:
+    """An epoch must be a short string: it becomes part of the collector's key."""
+    body = _body(encode_telemetry("site-a", [_reading(1)], epoch=EPOCH, schema=1))
+    body["epoch"] = epoch
+    with pytest.raises(PayloadError, match=reason):
+        decode_telemetry(json.dumps(body).encode())
 
 
 def test_uncompressed_payloads_decode_too() -> None:
