@@ -13,7 +13,6 @@ from collector.decode import PayloadError, Reading, decode_telemetry
 from collector.store.rows import Alarm, ImportState, Parcel, Row, Status
 
 KINDS = ("telemetry", "status", "event", "import")
-EPOCH_UNKNOWN = ""  # the agents do not send a seq epoch yet; the key keeps room for it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,10 +44,12 @@ def _tags_json(pairs: tuple[tuple[str, str], ...]) -> str:
     return json.dumps(dict(pairs), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def row(site: str, reading: Reading) -> Row:
+def row(site: str, epoch: str, reading: Reading) -> Row:
+    """A reading as stored, keyed by (site, epoch, seq): seqs that start again in a new epoch (a
+    gateway's new buffer) are other readings, not repeats. Agents older than epochs send ""."""
     return Row(
         site=site,
-        epoch=EPOCH_UNKNOWN,
+        epoch=epoch,
         seq=reading.seq,
         raw_ts=reading.ts_ms,
         synced=reading.synced,
@@ -105,7 +106,7 @@ def parcel(prefix: str, messages: Sequence[Message]) -> tuple[Parcel, list[Rejec
                 batch = decode_telemetry(message.payload)
                 if batch.site != site:
                     raise PayloadError(f"the payload says site {batch.site!r}, the topic {site!r}")
-                rows += (row(site, r) for r in batch.readings)
+                rows += (row(site, batch.epoch, r) for r in batch.readings)
                 top = max((r.seq for r in batch.readings), default=0)
                 seen[site] = max(seen.get(site, 0), top)
             elif kind == "status":

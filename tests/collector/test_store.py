@@ -35,10 +35,10 @@ def reading(seq: int, *, metric: str = "latency.rtt_avg_ms", value: float = 10.0
     )
 
 
-def message(site: str, readings: list[Reading], schema: int = 2) -> Message:
+def message(site: str, readings: list[Reading], schema: int = 2, epoch: str = "") -> Message:
     return Message(
         topic=f"{PREFIX}/{site}/telemetry",
-        payload=encode_telemetry(site, readings, schema=schema),
+        payload=encode_telemetry(site, readings, epoch=epoch, schema=schema),
         mid=1,
         qos=1,
         connection=1,
@@ -70,6 +70,31 @@ def test_a_repeated_message_adds_nothing(store: Store) -> None:
     count, total = store.db.execute("SELECT sum(count), sum(sum) FROM rollups_hourly")[0]
     assert (count, total) == (10, 55.0)
     assert store.db.execute("SELECT value, seq FROM latest")[0] == (10.0, 10)
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_seqs_starting_again_in_a_new_epoch_are_stored_beside_the_old_ones(
+    store: Store, schema: int
+) -> None:
+    """A gateway whose buffer was recreated numbers from 1 again under a new epoch: those readings
+    are new, not repeats of the old epoch's seqs; a repeat within an epoch still adds nothing."""
+    old = [reading(s, value=float(s), ts=T0 + s * 1000) for s in range(1, 6)]
+    new = [reading(s, value=100.0 + s, ts=T0 + HOUR + s * 1000) for s in range(1, 4)]
+    assert write(store, message("s1", old, schema, epoch="aaaaaaaaaaaaaaaa")) == 5
+    assert write(store, message("s1", new, schema, epoch="bbbbbbbbbbbbbbbb")) == 3
+    assert write(store, message("s1", new[:2], schema, epoch="bbbbbbbbbbbbbbbb")) == 0
+    rows = store.db.execute("SELECT epoch, seq, value FROM readings ORDER BY epoch, seq")
+    assert [tuple(r) for r in rows] == [
+        *(("aaaaaaaaaaaaaaaa", s, float(s)) for s in range(1, 6)),
+        *(("bbbbbbbbbbbbbbbb", s, 100.0 + s) for s in range(1, 4)),
+    ]
+
+
+def test_a_payload_without_an_epoch_is_stored_under_the_empty_one(store: Store) -> None:
+    """Agents older than epochs keep their readings' key (site, "", seq)."""
+    assert write(store, message("s1", [reading(1), reading(2)], epoch="")) == 2
+    rows = store.db.execute("SELECT DISTINCT epoch FROM readings")
+    assert [r[0] for r in rows] == [""]
 
 
 def test_unsynced_readings_get_true_time_when_their_boot_syncs(store: Store) -> None:
