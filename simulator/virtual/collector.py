@@ -1,10 +1,12 @@
-"""A reference consumer of the MQTT contract that checks completeness per (site, seq).
+"""A reference consumer of the MQTT contract that checks completeness per (site, epoch, seq).
 
-Every reading an agent committed must arrive at least once: a seq never seen is a loss, a seq seen
-twice is a duplicate (allowed, bounded by the in-flight window). The end-to-end tests and the simulator
-assert on this. It keeps readings as sent: putting those taken before the gateway's clock synced on
-true time is the real collector's job (`collector/store`, its `readings.ts`), which the simulator runs
-with `--collector-db`.
+Every reading an agent committed must arrive at least once: a seq never seen in its epoch is a loss,
+a seq seen twice in one epoch is a duplicate (allowed, bounded by the in-flight window). Seqs that
+start again under a new epoch (a gateway's recreated buffer) are new readings, neither. Queries name
+the epoch; without one they read the site's only epoch, and refuse to guess between several. The
+end-to-end tests and the simulator assert on this. It keeps readings as sent: putting those taken
+before the gateway's clock synced on true time is the real collector's job (`collector/store`, its
+`readings.ts`), which the simulator runs with `--collector-db`.
 
 Telemetry of either payload schema (1 or 2) is read; the ledger counts messages per schema.
 
@@ -36,13 +38,28 @@ _KINDS = ("telemetry", "event")
 _ids = itertools.count(1)
 
 
+class ManyEpochs(ValueError):
+    """A query without an epoch on a site that sent several: name the one to count."""
+
+
 @dataclass(slots=True)
-class SiteLedger:
-    """What arrived from one site."""
+class SeriesLedger:
+    """What arrived of one seq series: one site's readings of one epoch, by seq."""
 
     readings: dict[int, Reading] = field(default_factory=dict)
     copies: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     first_arrival: dict[int, float] = field(default_factory=dict)  # time.time() at first arrival
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.copies.values() if n > 1)
+
+
+@dataclass(slots=True)
+class SiteLedger:
+    """What arrived from one site, its readings per epoch."""
+
+    epochs: dict[str, SeriesLedger] = field(default_factory=dict)
     status: str | None = None
     alarms: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[tuple[Reading, Reading]] = field(default_factory=list)
@@ -50,7 +67,16 @@ class SiteLedger:
 
     @property
     def duplicates(self) -> int:
-        return sum(n - 1 for n in self.copies.values() if n > 1)
+        """Repeats of an (epoch, seq) already seen, over every epoch."""
+        return sum(series.duplicates for series in self.epochs.values())
+
+    def series(self, epoch: str | None = None) -> SeriesLedger:
+        """The readings of `epoch`; None: of the site's only epoch (raise ManyEpochs if several)."""
+        if epoch is not None:
+            return self.epochs.get(epoch) or SeriesLedger()
+        if len(self.epochs) > 1:
+            raise ManyEpochs(f"the site sent {len(self.epochs)} epochs ({sorted(self.epochs)})")
+        return next(iter(self.epochs.values()), SeriesLedger())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,15 +179,16 @@ class Collector:
                 continue
             ledger = self._sites[site]
             ledger.schemas[batch.schema] += 1
+            series = ledger.epochs.setdefault(batch.epoch, SeriesLedger())
             for reading in batch.readings:
-                ledger.copies[reading.seq] += 1
-                first = ledger.readings.get(reading.seq)
+                series.copies[reading.seq] += 1
+                first = series.readings.get(reading.seq)
                 if first is None:
-                    ledger.readings[reading.seq] = reading
-                    ledger.first_arrival[reading.seq] = arrived
+                    series.readings[reading.seq] = reading
+                    series.first_arrival[reading.seq] = arrived
                 elif not same_reading(first, reading):
-                    # A repeat must be the same reading; another one under a known seq means the
-                    # gateway reused a seq, and dedupe on (site, seq) would silently drop it.
+                    # A repeat must be the same reading; another one under a known (epoch, seq)
+                    # means the gateway reused a seq, and the collector's dedupe would drop it.
                     ledger.conflicts.append((first, reading))
 
     def _absorb_alarm(self, topic: str, site: str, payload: bytes) -> None:
@@ -229,74 +256,97 @@ class Collector:
             self._absorb()
             return list(self._rejected)
 
-    def seqs(self, site: str) -> set[int]:
-        with self._lock:
-            self._absorb()
-            return set(self._sites[site].readings)
+    def _series(self, site: str, epoch: str | None) -> SeriesLedger:
+        """Call with the lock held."""
+        self._absorb()
+        return self._sites[site].series(epoch)
 
-    def count_in(self, site: str, last_seq: int) -> int:
-        """How many distinct seqs from 1 to last_seq arrived from `site`."""
+    def epochs(self, site: str) -> list[str]:
+        """The epochs `site` sent readings of, in order of first arrival."""
         with self._lock:
             self._absorb()
-            readings = self._sites[site].readings
+            return list(self._sites[site].epochs)
+
+    def seqs(self, site: str, epoch: str | None = None) -> set[int]:
+        with self._lock:
+            return set(self._series(site, epoch).readings)
+
+    def count_in(self, site: str, last_seq: int, epoch: str | None = None) -> int:
+        """How many distinct seqs from 1 to last_seq of `epoch` arrived from `site`."""
+        with self._lock:
+            readings = self._series(site, epoch).readings
             if len(readings) == last_seq and (not readings or max(readings) == last_seq):
                 return last_seq
             return sum(1 for seq in readings if 1 <= seq <= last_seq)
 
-    def readings(self, site: str) -> list[Reading]:
+    def readings(self, site: str, epoch: str | None = None) -> list[Reading]:
+        """The readings of one epoch, one per seq, by seq."""
         with self._lock:
-            self._absorb()
-            return [self._sites[site].readings[s] for s in sorted(self._sites[site].readings)]
+            readings = self._series(site, epoch).readings
+            return [readings[s] for s in sorted(readings)]
 
-    def arrivals(self, site: str) -> dict[int, float]:
-        """seq -> time.time() of its first arrival."""
+    def arrivals(self, site: str, epoch: str | None = None) -> dict[int, float]:
+        """seq -> time.time() of its first arrival, in one epoch."""
         with self._lock:
-            self._absorb()
-            return dict(self._sites[site].first_arrival)
+            return dict(self._series(site, epoch).first_arrival)
 
     def duplicates(self, site: str) -> int:
         with self._lock:
             self._absorb()
             return self._sites[site].duplicates
 
-    def wait_for(self, site: str, seqs: Iterable[int], timeout_s: float) -> bool:
-        """Wait until every seq in `seqs` arrived from `site`; True if they all did in time."""
+    def wait_for(
+        self, site: str, seqs: Iterable[int], timeout_s: float, epoch: str | None = None
+    ) -> bool:
+        """Wait until every seq in `seqs` of `epoch` arrived from `site`; True if they all did in
+        time."""
         wanted = set(seqs)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if wanted <= self.seqs(site):
+            if wanted <= self.seqs(site, epoch):
                 return True
             time.sleep(0.05)
-        return wanted <= self.seqs(site)
+        return wanted <= self.seqs(site, epoch)
 
-    def wait_counts(self, wanted: Mapping[str, tuple[int, int]], timeout_s: float) -> bool:
+    def wait_counts(
+        self,
+        wanted: Mapping[str, tuple[int, int]],
+        timeout_s: float,
+        epochs: Mapping[str, str] | None = None,
+    ) -> bool:
         """Wait until, per site, at least `need` distinct seqs of 1..last_seq arrived, given as
-        site -> (last_seq, need). True if all did in time."""
+        site -> (last_seq, need), in the site's epoch given in `epochs` (else its only one). True
+        if all did in time."""
+        named = epochs or {}
         deadline = time.monotonic() + timeout_s
         pending = dict(wanted)
         while True:
-            pending = {s: w for s, w in pending.items() if self.count_in(s, w[0]) < w[1]}
+            pending = {
+                s: w for s, w in pending.items() if self.count_in(s, w[0], named.get(s)) < w[1]
+            }
             if not pending or time.monotonic() >= deadline:
                 return not pending
             time.sleep(0.05)
 
-    def completeness(self, site: str, expected: Iterable[int]) -> Completeness:
-        """Compare what arrived against the seqs the agent committed (delay in real time)."""
+    def completeness(
+        self, site: str, expected: Iterable[int], epoch: str | None = None
+    ) -> Completeness:
+        """Compare what arrived of `epoch` against the seqs the agent committed in it (delay in
+        real time). Duplicates are repeats of an (epoch, seq), over all the site's epochs."""
         wanted = sorted(set(expected))
         with self._lock:
-            self._absorb()
-            ledger = self._sites[site]
-            lost = tuple(s for s in wanted if s not in ledger.readings)
+            series = self._series(site, epoch)
+            lost = tuple(s for s in wanted if s not in series.readings)
             delays = [
-                ledger.first_arrival[s] - ledger.readings[s].ts_ms / 1000
+                series.first_arrival[s] - series.readings[s].ts_ms / 1000
                 for s in wanted
-                if s in ledger.readings and ledger.readings[s].synced
+                if s in series.readings and series.readings[s].synced
             ]
             return Completeness(
                 site=site,
                 expected=len(wanted),
                 delivered=len(wanted) - len(lost),
                 lost=lost,
-                duplicates=ledger.duplicates,
+                duplicates=self._sites[site].duplicates,
                 worst_delay_s=max(delays) if delays else None,
             )

@@ -63,7 +63,12 @@ class RunOptions:
 class Consumer(Delivered, Protocol):
     """What the fleet waits on and summarises from."""
 
-    def wait_counts(self, wanted: Mapping[str, tuple[int, int]], timeout_s: float) -> bool: ...
+    def wait_counts(
+        self,
+        wanted: Mapping[str, tuple[int, int]],
+        timeout_s: float,
+        epochs: Mapping[str, str] | None = None,
+    ) -> bool: ...
 
     @property
     def rejected(self) -> list[str]: ...
@@ -223,7 +228,7 @@ def run_fleet(
         need = {
             r.site: (r.last_seq, r.last_seq - r.dropped_by_bound - r.backlog) for r, _ in results
         }
-        complete = collector.wait_counts(need, collect_s)
+        complete = collector.wait_counts(need, collect_s, {r.site: r.epoch for r, _ in results})
         complete_s = time.monotonic() - started
         summaries = [site_summary(r, collector, w.marks) for r, w in results]
         drawn = {

@@ -46,6 +46,7 @@ class GatewayResult:
     """What the gateway itself knows at the end of a run; the collector knows the other half."""
 
     site: str
+    epoch: str  # the buffer's seq series: the seqs below are of this epoch
     last_seq: int  # every seq from 1 to this was committed once
     backlog: int  # committed, still in the buffer
     dropped_by_bound: int  # committed, then dropped unsent to respect buffer.max_readings
@@ -258,6 +259,7 @@ class Gateway:
         self.agent, self._link = None, None
         return GatewayResult(
             site=self.site,
+            epoch=stats.epoch,
             last_seq=stats.last_seq,
             backlog=stats.count,
             dropped_by_bound=stats.dropped_total,

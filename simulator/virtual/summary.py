@@ -1,7 +1,8 @@
 """What a run delivered, per site: the gateway's side (what it committed) against the consumer's.
 
-Per site, seqs 1..last_seq were committed. Each is delivered, or dropped by the buffer bound (counted
-in `buffer.dropped_total`), or still in the buffer, or lost. Lost must be zero.
+Per site, seqs 1..last_seq of the gateway's buffer epoch were committed. Each is delivered (under that
+epoch), or dropped by the buffer bound (counted in `buffer.dropped_total`), or still in the buffer, or
+lost. Lost must be zero.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ class Delivered(Protocol):
     """What reached the consumer: the in-process checker (`collector.Collector`) or the real
     collector's database (`stored.Stored`)."""
 
-    def arrivals(self, site: str) -> dict[int, float]:
-        """seq -> time.time() when it reached the consumer (first copy)."""
+    def arrivals(self, site: str, epoch: str | None = None) -> dict[int, float]:
+        """seq -> time.time() when it reached the consumer (first copy), in one epoch."""
         ...
 
-    def duplicates(self, site: str) -> int: ...
+    def duplicates(self, site: str) -> int:
+        """Repeats of an (epoch, seq) already delivered."""
+        ...
 
-    def readings(self, site: str) -> list[Reading]:
-        """One reading per seq, by seq."""
+    def readings(self, site: str, epoch: str | None = None) -> list[Reading]:
+        """One reading per seq of one epoch, by seq."""
         ...
 
 
@@ -59,7 +62,7 @@ def site_summary(
 ) -> SiteSummary:
     """Compare one gateway's committed seqs with what reached the collector. Delay is in virtual
     time: from when the round was measured to the virtual moment the message reached the broker."""
-    arrivals = collector.arrivals(result.site)
+    arrivals = collector.arrivals(result.site, result.epoch)
     listed = list(marks)
     delivered = 0
     worst: float | None = None
@@ -110,7 +113,7 @@ def as_dict(site: SiteSummary) -> dict[str, object]:
 def series(result: GatewayResult, collector: Delivered) -> dict[str, list[tuple[float, float]]]:
     """The report's time series for one site, on true time (a reading without one is left out)."""
     out: dict[str, list[tuple[float, float]]] = {metric: [] for metric in SERIES}
-    for reading in collector.readings(result.site):
+    for reading in collector.readings(result.site, result.epoch):
         tags = SERIES.get(reading.metric)
         if tags is None or any(reading.tags.get(k) != v for k, v in tags.items()):
             continue

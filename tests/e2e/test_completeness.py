@@ -1,4 +1,4 @@
-"""The reference consumer: dedupe on (site, seq), a reused seq is a conflict, alarms are alarms."""
+"""The reference consumer: dedupe on (site, epoch, seq), a reused seq is a conflict, alarms are alarms."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.contract.telemetry import encode_telemetry
 from agent.reading import Reading
-from simulator.virtual.collector import Collector
+from simulator.virtual.collector import Collector, ManyEpochs
 from tests.support.agent_proc import wait_until
 from tests.support.mqtt_broker import Broker
 
@@ -54,6 +54,38 @@ def test_repeats_are_duplicates_reused_seqs_are_conflicts_alarms_are_kept(
             assert collector.alarms("site-a")[0]["event"] == "buffer_unwritable"
             assert collector.rejected == []
             assert dict(collector.sites["site-a"].schemas) == {schema: 3}
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_seqs_starting_again_in_a_new_epoch_are_neither_duplicates_nor_lost(
+    broker: Broker,
+) -> None:
+    """A gateway whose buffer was recreated sends seqs 1.. again under a new epoch: the checker
+    counts each epoch on its own, and will not guess which one a query without an epoch means."""
+    parts = urlsplit(broker.url())
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.connect(parts.hostname or "", parts.port or 1883)
+    client.loop_start()
+    old, new = "0123456789abcdef", "fedcba9876543210"
+    try:
+        with Collector(broker.url(), PREFIX) as collector:
+            topic = f"{PREFIX}/site-a/telemetry"
+            for epoch, value in ((old, 10.0), (new, 99.0)):
+                readings = [_reading(1, value), _reading(2, value + 1)]
+                payload = encode_telemetry("site-a", readings, epoch=epoch)
+                client.publish(topic, payload, qos=1).wait_for_publish(5)
+            wait_until(lambda: len(collector.epochs("site-a")) == 2, 10)
+            assert collector.duplicates("site-a") == 0
+            assert collector.conflicts("site-a") == []
+            for epoch, value in ((old, 10.0), (new, 99.0)):
+                report = collector.completeness("site-a", [1, 2], epoch)
+                assert (report.delivered, report.lost) == (2, ())
+                assert [r.value for r in collector.readings("site-a", epoch)] == [value, value + 1]
+            assert collector.completeness("site-a", [1, 2, 3], new).lost == (3,)
+            with pytest.raises(ManyEpochs):
+                collector.seqs("site-a")
     finally:
         client.loop_stop()
         client.disconnect()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.buffer.readonly import BufferView
 from agent.buffer.store import Buffer
 from agent.cli.transfer import BadExport, BrokerRefused, export_buffer, import_export
 from agent.config.load import load_config
@@ -71,14 +72,17 @@ def test_export_then_import_delivers_every_unsent_reading_once(
     with gzip.open(out) as packed:
         header = json.loads(packed.readline())
     assert (header["site"], header["count"]) == (SITE, len(unsent))
+    with BufferView.open(tmp_path / "site" / "state") as view:
+        assert header["epoch"] == view.backlog().epoch != ""
     broker.start()
     with Collector(url, PREFIX) as collector:
         done = _cli("buffer", "import", str(out), "--config", str(config))
         assert done.returncode == 0, done.stderr
         assert collector.wait_for(SITE, unsent, timeout_s=10)
-        ledger = collector.sites[SITE]
+        ledger = collector.sites[SITE].series(header["epoch"])
         assert set(ledger.copies) == unsent
         assert set(ledger.copies.values()) == {1}
+        assert collector.epochs(SITE) == [header["epoch"]]
     assert f"{len(unsent)}/{len(unsent)} readings acknowledged" in done.stdout
     # The buffer itself is untouched: the daemon may still send them later; the collector dedupes.
     assert buffer_state(tmp_path / "site" / "state")[1] == unsent
@@ -116,7 +120,7 @@ def test_interrupted_import_resumes_and_resends_only_unacknowledged(
         assert second.complete
         assert second.already == len(acked_first)
         assert collector.wait_for(SITE, seqs, timeout_s=10)
-        ledger = collector.sites[SITE]
+        ledger = collector.sites[SITE].series()
         assert all(ledger.copies[s] == 1 for s in acked_first)
         assert ledger.duplicates <= 10  # at most the one batch in flight when the first run stopped
     third = import_export(out, config)
