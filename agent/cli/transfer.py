@@ -13,10 +13,10 @@ running) and writes the file atomically. It deletes nothing: when the backhaul r
 publish the same readings too, and the collector's dedupe on (site, epoch, seq) absorbs that.
 
 Import publishes the readings under the file's site and epoch with their original seq (a file from
-before epochs has none: epoch ""), QoS 1, a batch at a time
-within the in-flight window, and records every acknowledged seq range in a progress file after each
-PUBACK. An interrupted import resumes from there and re-sends only batches never acknowledged. A
-negative PUBACK stops the import with the broker's reason; that batch is not recorded as done.
+before epochs has none: epoch ""), QoS 1, a batch at a time within the in-flight window, and records
+every acknowledged seq range in a progress file after each PUBACK. An interrupted import resumes
+from there and re-sends only batches never acknowledged. A negative PUBACK stops the import with the
+broker's reason; that batch is not recorded as done.
 """
 
 from __future__ import annotations

@@ -12,7 +12,13 @@ import pytest
 
 from agent.buffer.readonly import BufferView
 from agent.buffer.store import Buffer
-from agent.cli.transfer import BadExport, BrokerRefused, export_buffer, import_export
+from agent.cli.transfer import (
+    BadExport,
+    BrokerRefused,
+    export_buffer,
+    import_export,
+    verify_export,
+)
 from agent.config.load import load_config
 from agent.contract.telemetry import encode_telemetry
 from agent.reading import Sample, Stamp
@@ -188,3 +194,30 @@ def test_truncated_export_is_refused_before_anything_is_sent(
     done = _cli("buffer", "import", str(out), "--config", str(config_file))
     assert done.returncode == 65
     assert "damaged or truncated" in done.stderr
+
+
+def test_every_line_carries_the_buffer_epoch_and_a_line_of_another_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Export names the buffer's epoch in the header and every line; a file mixing epochs (two
+    buffers' exports pasted together) is refused, since seqs repeat across epochs."""
+    state = tmp_path / "state"
+    state.mkdir()
+    _fill(state, 300)
+    buffer = Buffer.open(state / "buffer.sqlite", site=SITE, max_readings=100_000)
+    epoch = buffer.epoch
+    buffer.close()
+    out = tmp_path / "export.jsonl.gz"
+    export_buffer(state, out, now=1_780_000_000.0, clock_synced=True)
+    with gzip.open(out) as packed:
+        header, *lines = (json.loads(line) for line in packed)
+    assert header["epoch"] == epoch
+    assert len(lines) == 2 and {line["epoch"] for line in lines} == {epoch}
+    verify_export(out)
+    lines[1]["epoch"] = "0000000000000000"
+    mixed = tmp_path / "mixed.jsonl.gz"
+    with gzip.open(mixed, "wb") as packed:
+        for obj in (header, *lines):
+            packed.write(json.dumps(obj).encode() + b"\n")
+    with pytest.raises(BadExport, match="line 3: another seq epoch"):
+        verify_export(mixed)
