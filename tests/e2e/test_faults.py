@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from agent.buffer.errors import BufferError
+from agent.buffer.readonly import BufferView
 from agent.config.load import load_config
 from simulator.virtual.collector import Collector
 from tests.support.agent_proc import AgentProcess, buffer_state, wait_until, write_config
@@ -35,6 +36,7 @@ from tests.support.faults import (
     ext4_card,
     tally,
     tmpfs,
+    wait_arrived,
     writable,
 )
 from tests.support.mqtt_broker import Broker, BrokerFactory, TlsSetup
@@ -59,7 +61,7 @@ def _finish(
 ) -> None:
     """Let the agent deliver everything, stop it cleanly, and assert nothing was lost."""
     last_seq, _ = buffer_state(agent.state_dir)
-    collector.wait_for(SITE, set(range(1, last_seq + 1)) - excused, 30)
+    wait_arrived(collector, SITE, set(range(1, last_seq + 1)) - excused, 30)
     assert agent.terminate() == 0
     row = tally(fault, injected, agent, collector, SITE, excused=excused)
     assert row.lost == 0, f"{row}\n{agent.log()[-3000:]}"
@@ -451,13 +453,15 @@ def test_card_turning_read_only_keeps_running_alarms_and_recovers(
 
 
 def test_corrupt_buffer_is_quarantined_without_a_crash_loop(tmp_path: Path, broker: Broker) -> None:
-    """Row 16: a damaged buffer is moved aside, a fresh one continues seq, an event says so."""
+    """Row 16: a damaged buffer is moved aside, a fresh one continues seq under a new epoch, an
+    event says so."""
     config = _config(tmp_path, broker.url())
     with Collector(broker.url(), PREFIX) as collector:
         with AgentProcess(config) as agent:
             wait_until(lambda: len(collector.seqs(SITE)) > 50, 20, agent.log())
             assert agent.terminate() == 0
-        delivered_before = collector.seqs(SITE)
+        (old_epoch,) = collector.epochs(SITE)
+        delivered_before = collector.seqs(SITE, old_epoch)
         last_before, left_in_file = buffer_state(agent.state_dir)
         path = agent.state_dir / "buffer.sqlite"
         data = bytearray(path.read_bytes())
@@ -466,14 +470,19 @@ def test_corrupt_buffer_is_quarantined_without_a_crash_loop(tmp_path: Path, brok
         with AgentProcess(config) as agent:
             wait_until(
                 lambda: any(
-                    r.metric == "event.buffer_quarantined" for r in collector.readings(SITE)
+                    r.metric == "event.buffer_quarantined"
+                    for e in collector.epochs(SITE)
+                    for r in collector.readings(SITE, e)
                 ),
                 20,
                 agent.log(),
             )
             assert agent.running()
             assert list(agent.state_dir.glob("buffer.sqlite.corrupt-*"))
-            new_seqs = collector.seqs(SITE) - delivered_before
+            (new_epoch,) = set(collector.epochs(SITE)) - {old_epoch}
+            with BufferView.open(agent.state_dir) as view:
+                assert view.backlog().epoch == new_epoch
+            new_seqs = collector.seqs(SITE, new_epoch)
             assert min(new_seqs) > last_before
             # Rows the first agent committed in its last moments and had not sent yet went down
             # with the damaged file (kept aside for a technician): that loss is the fault's own.
@@ -486,7 +495,9 @@ def test_corrupt_buffer_is_quarantined_without_a_crash_loop(tmp_path: Path, brok
     quarantined = agent.state_dir.glob("buffer.sqlite.corrupt-*")
     (kept,) = [f for f in quarantined if not f.name.endswith(("-wal", "-shm"))]
     assert kept.read_bytes() == bytes(data)
-    alarms = [r for r in collector.readings(SITE) if r.metric == "event.buffer_quarantined"]
+    alarms = [
+        r for r in collector.readings(SITE, new_epoch) if r.metric == "event.buffer_quarantined"
+    ]
     assert [dict(r.tags) for r in alarms] == [{"file": kept.name, "last_seq": str(last_before)}]
     # At most the rounds committed after the last send: the stop drains what is in flight only.
     assert len(left_in_file - delivered_before) <= 5 * 60, sorted(left_in_file - delivered_before)

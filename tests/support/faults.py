@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,26 @@ class FaultRow:
 ROWS: list[FaultRow] = []
 
 
+def arrived(collector: Collector, site: str) -> set[int]:
+    """The seqs that arrived from `site` in any of its epochs. A file replaced after damage
+    continues its predecessor's seqs under a new epoch, so a committed seq counts as delivered in
+    whichever epoch it came."""
+    seqs: set[int] = set()
+    for epoch in collector.epochs(site):
+        seqs |= collector.seqs(site, epoch)
+    return seqs
+
+
+def wait_arrived(collector: Collector, site: str, wanted: set[int], timeout_s: float) -> bool:
+    """Wait until every seq in `wanted` arrived (in any epoch); True if they all did in time."""
+    deadline = time.monotonic() + timeout_s
+    while not wanted <= arrived(collector, site):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def tally(
     fault: str,
     injected: str,
@@ -45,15 +66,14 @@ def tally(
     """
     last_seq, remaining = buffer_state(agent.state_dir)
     committed = set(range(1, last_seq + 1))
-    report = collector.completeness(site, committed)
-    lost = len(set(report.lost) - remaining - excused)
+    missing = committed - arrived(collector, site)
     row = FaultRow(
         fault=fault,
         injected=injected,
         committed=len(committed),
-        delivered=report.delivered,
-        lost=lost,
-        duplicated=report.duplicates,
+        delivered=len(committed) - len(missing),
+        lost=len(missing - remaining - excused),
+        duplicated=collector.duplicates(site),
     )
     ROWS.append(row)
     return row
