@@ -49,10 +49,10 @@ WITH ins AS (
 ), lat AS (
     INSERT INTO latest (site, metric, tags, seq, ts, value)
     SELECT DISTINCT ON (site, metric, tags) site, metric, tags, seq, COALESCE(ts, raw_ts), value
-    FROM ins ORDER BY site, metric, tags, seq DESC
+    FROM ins ORDER BY site, metric, tags, COALESCE(ts, raw_ts) DESC, seq DESC
     ON CONFLICT (site, metric, tags) DO UPDATE SET
         seq = excluded.seq, ts = excluded.ts, value = excluded.value
-    WHERE excluded.seq > latest.seq
+    WHERE excluded.ts > latest.ts OR (excluded.ts = latest.ts AND excluded.seq > latest.seq)
 )
 SELECT count(*),
        COALESCE(json_agg(json_build_array(site, metric, COALESCE(ts, raw_ts), value) ORDER BY site, seq)

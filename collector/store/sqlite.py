@@ -35,15 +35,19 @@ ON CONFLICT (site, metric, tags, hour) DO UPDATE SET
     min = min(rollups_hourly.min, excluded.min),
     max = max(rollups_hourly.max, excluded.max)"""
 
+# The latest value is the newest in time, seq breaking ties: a gateway whose buffer was recreated
+# numbers from 1 again under a new epoch, and its new readings must not wait behind the old seqs.
 # SQLite's max() aggregate takes the other bare columns from the row that holds the max.
 _LATEST_FROM_INCOMING = """
 INSERT INTO latest (site, metric, tags, seq, ts, value)
-SELECT site, metric, tags, max(seq), COALESCE(ts, raw_ts), value
-FROM incoming WHERE true
-GROUP BY site, metric, tags
+SELECT site, metric, tags, seq, t, value FROM (
+    SELECT site, metric, tags, seq, COALESCE(ts, raw_ts) AS t, value,
+           max(printf('%020d%020d', COALESCE(ts, raw_ts), seq))
+    FROM incoming GROUP BY site, metric, tags
+) WHERE true
 ON CONFLICT (site, metric, tags) DO UPDATE SET
     seq = excluded.seq, ts = excluded.ts, value = excluded.value
-WHERE excluded.seq > latest.seq"""
+WHERE excluded.ts > latest.ts OR (excluded.ts = latest.ts AND excluded.seq > latest.seq)"""
 
 _ROLLUP_BOOT = f"""
 INSERT INTO rollups_hourly (site, metric, tags, hour, count, sum, min, max)

@@ -90,6 +90,20 @@ def test_seqs_starting_again_in_a_new_epoch_are_stored_beside_the_old_ones(
     ]
 
 
+def test_the_latest_value_follows_a_new_epoch_whose_seqs_are_lower(store: Store) -> None:
+    """After the buffer was recreated the site's newest readings carry low seqs again: the latest
+    value (what /metrics and the dashboard show) is the newest in time, not the highest seq."""
+    old = [reading(s, value=float(s), ts=T0 + s * 1000) for s in range(1, 100)]
+    assert write(store, message("s1", old, epoch="aaaaaaaaaaaaaaaa")) == 99
+    new = [reading(1, value=555.0, ts=T0 + HOUR)]
+    assert write(store, message("s1", new, epoch="bbbbbbbbbbbbbbbb")) == 1
+    assert tuple(store.db.execute("SELECT value, seq FROM latest")[0]) == (555.0, 1)
+    # An old epoch's backlog arriving late does not push the newer value out.
+    late = [reading(100, value=7.0, ts=T0 + 100_000)]
+    assert write(store, message("s1", late, epoch="aaaaaaaaaaaaaaaa")) == 1
+    assert tuple(store.db.execute("SELECT value, seq FROM latest")[0]) == (555.0, 1)
+
+
 def test_a_payload_without_an_epoch_is_stored_under_the_empty_one(store: Store) -> None:
     """Agents older than epochs keep their readings' key (site, "", seq)."""
     assert write(store, message("s1", [reading(1), reading(2)], epoch="")) == 2
