@@ -286,13 +286,17 @@ class MqttLink:
                 return
             with self._lock:
                 self._connected = True
-                # Birth message first, so the office sees the site online before its backlog. A
-                # failure here must not cost the connection: the backlog matters more.
-                try:
-                    info = client.publish(self._will.topic, self._will.online, qos=1, retain=True)
+            # Birth message first, so the office sees the site online before its backlog. A
+            # failure here must not cost the connection: the backlog matters more. Not under
+            # self._lock: paho's publish takes its own locks, and publish() takes them in the
+            # other order.
+            try:
+                info = client.publish(self._will.topic, self._will.online, qos=1, retain=True)
+            except Exception as err:
+                log.error("birth_message_failed", error=repr(err))
+            else:
+                with self._lock:
                     self._unacked.append((time.monotonic(), info))
-                except Exception as err:
-                    log.error("birth_message_failed", error=repr(err))
             self._events.put(Connected(generation, choice.version, choice.why, choice.detail))
 
         def on_publish(_c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Properties) -> None:

@@ -62,3 +62,22 @@ def _seqs(publishes: list[tuple[str, bytes]]) -> set[int]:
         if topic.endswith("/telemetry")
         for reading in decode_telemetry(payload).readings
     }
+
+
+def test_agent_on_a_broker_without_mqtt5_delivers_and_says_so(tmp_path: Path) -> None:
+    """Row 34: the default config on a broker that refuses MQTT 5 delivers over 3.1.1; the status
+    names the version and why, and the choice survives a restart."""
+    with FakeBroker(Behaviour(refuse_v5="connack")) as fake:
+        config = write_config(tmp_path, broker_url=fake.url())
+        with AgentProcess(config) as agent:
+            status = agent.wait_status("readings_acked", lambda v: v > 0, timeout_s=30)
+            assert agent.terminate() == 0
+        assert (status["broker_protocol"], status["broker_protocol_why"]) == ("3.1.1", "fallback")
+        assert agent.log().count("broker_protocol_fallback") == 1
+        tried = len(fake.seen)
+        with AgentProcess(config) as again:
+            status = again.wait_status("readings_acked", lambda v: v > 0, timeout_s=30)
+        assert status["broker_protocol_why"] == "remembered"
+        assert fake.seen[tried].protocol_level == 4
+        # Both runs write one log file: the fallback was logged once, by the first.
+        assert again.log().count("broker_protocol_fallback") == 1
