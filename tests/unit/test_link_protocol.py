@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,20 @@ from agent.config.load import parse_config
 from agent.config.schema import BrokerConfig
 from agent.files import PROTOCOL_FILE
 from agent.publish.client import MAX_INCOMING_PACKET_BYTES
-from agent.publish.link import Connected, ConnectFailed, Disconnected, LinkEvent, MqttLink, Will
+from agent.publish.link import (
+    Acked,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    LinkEvent,
+    MqttLink,
+    Will,
+)
 from agent.publish.protocol import RETRY_V5_AFTER_S, ProtocolMemory
 from tests.support.certs import Pki
 from tests.support.fake_broker import Behaviour, FakeBroker
-from tests.support.mqtt_broker import Broker, BrokerFactory, TlsSetup
+from tests.support.mqtt_broker import Broker, BrokerError, BrokerFactory, TlsSetup
+from tests.support.nats_broker import nats_mqtt
 
 WILL = Will(topic="t/a/status", online=b"online", offline=b"offline")
 
@@ -244,3 +254,40 @@ def test_refused_client_certificate_is_named(
     assert isinstance(failed, ConnectFailed)
     assert "did not accept the client certificate" in failed.reason
     assert failed.refused
+
+
+@pytest.fixture
+def nats_url(tmp_path: Path) -> Iterator[str]:
+    """A real nats-server with MQTT on; skipped where it is not installed."""
+    try:
+        running = nats_mqtt(tmp_path / "nats")
+        url = running.__enter__()
+    except BrokerError as err:
+        pytest.skip(str(err))
+    try:
+        yield url
+    finally:
+        running.__exit__(None, None, None)
+
+
+def test_auto_delivers_to_a_real_nats_server(tmp_path: Path, nats_url: str) -> None:
+    """NATS 2.9 refuses MQTT 5; `auto` falls back to 3.1.1 and a message is acknowledged."""
+    state = tmp_path / "state"
+    state.mkdir()
+    link = run_link(broker_config(tmp_path, nats_url), ProtocolMemory(state, wall=Wall()))
+    try:
+        connected = wait_for(link, Connected)
+        assert isinstance(connected, Connected)
+        assert (connected.version, connected.why) == ("3.1.1", "fallback")
+        assert "Unsupported protocol version" in connected.detail
+        handle = link.publish("t/a/telemetry", b"reading")
+        assert handle is not None
+        acked = None
+        deadline = time.monotonic() + 10
+        while acked is None and time.monotonic() < deadline:
+            event = link.next_event(0.2)
+            if isinstance(event, Acked) and event.mid == handle[1]:
+                acked = event
+        assert acked is not None and acked.ok
+    finally:
+        link.stop(1)
