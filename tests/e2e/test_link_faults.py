@@ -1,4 +1,5 @@
-"""The real agent against a hostile broker: rows 27 and 30 of the fault table."""
+"""The real agent against a hostile or old broker: rows 27, 30 and 34 of the fault table, with the
+readings counted."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import psutil
 
 from agent.contract.telemetry import decode_telemetry
-from tests.support.agent_proc import AgentProcess, write_config
+from tests.support.agent_proc import AgentProcess, buffer_state, write_config
 from tests.support.fake_broker import Behaviour, FakeBroker
+from tests.support.faults import record
 
 MIB = 1024 * 1024
 
@@ -33,6 +35,8 @@ def test_huge_packet_is_refused_and_rss_stays_bounded(tmp_path: Path) -> None:
             )
             peak = max(peak, process.memory_info().rss)
             assert agent.running()
+            assert agent.terminate() == 0
+        _tally("30 huge packet", "fake broker, 200 MiB PUBLISH", fake, agent)
     assert len(fake.seen) >= 2, "the agent reconnected after the drop"
     assert "Maximum Packet Size" in str(status["last_disconnect"])
     assert peak < 100 * MIB, f"peak RSS {peak / MIB:.0f} MiB"
@@ -49,10 +53,44 @@ def test_broker_that_never_acks_gets_a_reconnect_and_a_reason(tmp_path: Path) ->
                 "last_disconnect", lambda v: v is not None and "PUBACK" in v, timeout_s=30
             )
             agent.wait_status("readings_acked", lambda v: v > 0, timeout_s=30)
+            assert agent.terminate() == 0
+    lost = _tally("27 broker never acks", "fake broker, no PUBACK", fake, agent)
+    assert lost == 0
     assert "ack_timeout_s 1.5" in str(status["last_disconnect"])
     first, second = (_seqs(fake.seen[n].publishes) for n in (0, 1))
     assert first, "telemetry was sent on the connection that never acknowledged"
     assert first <= second, "every reading sent unacknowledged went again on the next connection"
+
+
+def _tally(fault: str, injected: str, fake: FakeBroker, agent: AgentProcess) -> int:
+    """Record the row: what the agent committed against what the fake acknowledged (a reading is
+    lost if neither acknowledged nor still in the buffer). Return the readings lost."""
+    acks = fake.behaviour.puback
+    delivered: list[int] = []
+    for index, seen in enumerate(fake.seen):
+        if acks is None or index in acks:
+            delivered += _ordered_seqs(seen.publishes)
+    last_seq, remaining = buffer_state(agent.state_dir)
+    committed = set(range(1, last_seq + 1))
+    lost = len(committed - set(delivered) - remaining)
+    record(
+        fault,
+        injected,
+        committed=len(committed),
+        delivered=len(set(delivered)),
+        lost=lost,
+        duplicated=len(delivered) - len(set(delivered)),
+    )
+    return lost
+
+
+def _ordered_seqs(publishes: list[tuple[str, bytes]]) -> list[int]:
+    return [
+        reading.seq
+        for topic, payload in publishes
+        if topic.endswith("/telemetry")
+        for reading in decode_telemetry(payload).readings
+    ]
 
 
 def _seqs(publishes: list[tuple[str, bytes]]) -> set[int]:
@@ -77,6 +115,9 @@ def test_agent_on_a_broker_without_mqtt5_delivers_and_says_so(tmp_path: Path) ->
         tried = len(fake.seen)
         with AgentProcess(config) as again:
             status = again.wait_status("readings_acked", lambda v: v > 0, timeout_s=30)
+            assert again.terminate() == 0
+        lost = _tally("34 broker without MQTT 5", "fake broker, CONNACK 1 to v5", fake, again)
+        assert lost == 0
         assert status["broker_protocol_why"] == "remembered"
         assert fake.seen[tried].protocol_level == 4
         # Both runs write one log file: the fallback was logged once, by the first.
