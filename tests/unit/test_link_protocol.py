@@ -28,6 +28,7 @@ from tests.support.certs import Pki
 from tests.support.fake_broker import Behaviour, FakeBroker
 from tests.support.mqtt_broker import Broker, BrokerError, BrokerFactory, TlsSetup
 from tests.support.nats_broker import nats_mqtt
+from tests.support.rabbitmq_broker import rabbitmq_mqtt
 
 WILL = Will(topic="t/a/status", online=b"online", offline=b"offline")
 
@@ -256,11 +257,12 @@ def test_refused_client_certificate_is_named(
     assert failed.refused
 
 
-@pytest.fixture
-def nats_url(tmp_path: Path) -> Iterator[str]:
-    """A real nats-server with MQTT on; skipped where it is not installed."""
+@pytest.fixture(params=["nats", "rabbitmq"])
+def old_broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A real broker without MQTT 5 (nats-server 2.9, RabbitMQ 3.10); skipped where not installed."""
+    start = nats_mqtt if request.param == "nats" else rabbitmq_mqtt
     try:
-        running = nats_mqtt(tmp_path / "nats")
+        running = start(tmp_path / request.param)
         url = running.__enter__()
     except BrokerError as err:
         pytest.skip(str(err))
@@ -270,16 +272,17 @@ def nats_url(tmp_path: Path) -> Iterator[str]:
         running.__exit__(None, None, None)
 
 
-def test_auto_delivers_to_a_real_nats_server(tmp_path: Path, nats_url: str) -> None:
-    """NATS 2.9 refuses MQTT 5; `auto` falls back to 3.1.1 and a message is acknowledged."""
+def test_auto_delivers_to_real_brokers_without_mqtt5(tmp_path: Path, old_broker_url: str) -> None:
+    """NATS 2.9 answers MQTT 5 with "Unsupported protocol version", RabbitMQ 3.10 closes the
+    connection: `auto` falls back to 3.1.1 and a message is acknowledged."""
     state = tmp_path / "state"
     state.mkdir()
-    link = run_link(broker_config(tmp_path, nats_url), ProtocolMemory(state, wall=Wall()))
+    link = run_link(broker_config(tmp_path, old_broker_url), ProtocolMemory(state, wall=Wall()))
     try:
-        connected = wait_for(link, Connected)
+        connected = wait_for(link, Connected, timeout_s=30)
         assert isinstance(connected, Connected)
         assert (connected.version, connected.why) == ("3.1.1", "fallback")
-        assert "Unsupported protocol version" in connected.detail
+        assert "MQTT 5" in connected.detail
         handle = link.publish("t/a/telemetry", b"reading")
         assert handle is not None
         acked = None
