@@ -183,6 +183,7 @@ class MqttLink:
         # here without taking a lock inside paho's callbacks.
         self._unacked: collections.deque[tuple[float, mqtt.MQTTMessageInfo]] = collections.deque()
         self._fallback_detail = ""  # auto: MQTT 5 was just refused; the next attempt tries 3.1.1
+        self._v5_closes = 0  # MQTT 5 CONNECTs in a row the broker closed without a CONNACK
 
     # -- main thread ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -276,6 +277,7 @@ class MqttLink:
             _c: mqtt.Client, _u: Any, _f: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None
         ) -> None:
             self._connack_seen = True
+            self._v5_closes = 0
             auto_v5 = self._broker.protocol == "auto" and choice.version == "5"
             if rc.is_failure and auto_v5 and rc.value == _UNSUPPORTED_VERSION:
                 self._v5_refused = f"the broker answered an MQTT 5 CONNECT with {rc}"
@@ -358,12 +360,16 @@ class MqttLink:
             return
         while not self._stopping.is_set():
             self._refused = ""
+            choice = self._choose()
             try:
-                reason = self._one_connection(self._choose())
+                reason = self._one_connection(choice)
             except Exception as err:
                 reason = f"internal error in the MQTT thread: {err!r}"
             if self._stopping.is_set():
                 break
+            if choice.why == WHY_FALLBACK and not self._connack_seen:
+                # The 3.1.1 try got no answer either: not a version problem; MQTT 5 comes next.
+                self._fallback_detail = ""
             was_up = self._connected
             with self._lock:
                 self._connected = False
@@ -478,9 +484,14 @@ class MqttLink:
             and choice.version == "5"
             and rc == MQTTErrorCode.MQTT_ERR_CONN_LOST
         ):
-            # RabbitMQ 3.10 closes the connection on an MQTT 5 CONNECT without a CONNACK.
-            self._v5_refused = "the broker closed the connection on an MQTT 5 CONNECT"
-            return self._v5_refused
+            # RabbitMQ 3.10 closes the connection on an MQTT 5 CONNECT without a CONNACK. A broker
+            # that crashed at that instant looks the same once, so only the second such close in
+            # a row counts as a refusal of MQTT 5.
+            self._v5_closes += 1
+            reason = "the broker closed the connection on an MQTT 5 CONNECT"
+            if self._v5_closes >= 2:
+                self._v5_refused = reason
+            return reason
         if rc == MQTTErrorCode.MQTT_ERR_KEEPALIVE:
             return (
                 "the broker stopped answering (no reply within the keepalive): the link went silent"
