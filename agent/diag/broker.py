@@ -20,6 +20,7 @@ from agent.config.schema import BrokerConfig
 from agent.diag.base import Arg, CheckResult, DiagInputs, Earlier, needs_config, result
 from agent.diag.system import utc_text
 from agent.publish.client import connect_properties, paho_client
+from agent.publish.link import tls_refusal
 from agent.publish.protocol import Version
 from agent.publish.tls import tls_context
 
@@ -151,6 +152,10 @@ def _login(
             if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
                 break
         rc = answer.get("rc")
+        if rc is None and tls_refusal(client.socket_error):
+            # Under TLS 1.3 a refused client certificate arrives as an alert after the handshake,
+            # on the first read: the TLS line above passed, this one names it.
+            return "cert_refused", str(client.socket_error)
         if rc is None:
             return ("no_answer", "") if time.monotonic() >= deadline else ("closed", "")
         if not rc.is_failure:

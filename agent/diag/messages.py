@@ -423,6 +423,16 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
             "Check broker.protocol (auto tries 3.1.1) and the client certificate (broker.cert_file).",
         ),
     },
+    "broker_mqtt.cert_refused": {
+        "id": (
+            "Broker menolak sertifikat klien gateway ini ({reason}).",
+            "Periksa broker.cert_file dan broker.key_file; minta sertifikat yang benar dari kantor.",
+        ),
+        "en": (
+            "The broker refused this gateway's client certificate ({reason}).",
+            "Check broker.cert_file and broker.key_file; get the right certificate from the office.",
+        ),
+    },
     "broker_mqtt.unreachable": {
         "id": ("Tidak bisa terhubung untuk login: {reason}", "Lihat baris TCP/TLS di atas."),
         "en": ("Could not connect to log in: {reason}", "See the TCP/TLS lines above."),

@@ -33,7 +33,7 @@ class PacketTooLarge(OSError):
 
 class GuardedClient(mqtt.Client):
     """A paho client that refuses an incoming packet above `max_packet_bytes` before reading it,
-    and keeps the error that ended its last read (a TLS alert, a reset) for the log.
+    and keeps the error that ended its last read or write (a TLS alert, a reset) for the log.
 
     paho 2 has no such limit: it reads a packet's whole announced length into memory. Its reader
     asks `_sock_recv` for the packet's remaining length in one call once the length is known, so
@@ -42,18 +42,27 @@ class GuardedClient(mqtt.Client):
     """
 
     max_packet_bytes: int = MAX_INCOMING_PACKET_BYTES
-    read_error: OSError | None = None
+    socket_error: OSError | None = None
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if bufsize > self.max_packet_bytes:
-            self.read_error = PacketTooLarge(bufsize, self.max_packet_bytes)
-            raise self.read_error
+            self.socket_error = PacketTooLarge(bufsize, self.max_packet_bytes)
+            raise self.socket_error
         try:
             return super()._sock_recv(bufsize)
         except BlockingIOError:
             raise
         except OSError as err:
-            self.read_error = err
+            self.socket_error = err
+            raise
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        try:
+            return super()._sock_send(buf)
+        except BlockingIOError:
+            raise
+        except OSError as err:
+            self.socket_error = err
             raise
 
 

@@ -94,10 +94,14 @@ def backoff_s(attempt: int, low: float, high: float, rng: random.Random) -> floa
 
 
 def tls_refusal(err: BaseException | None) -> bool:
-    """Whether the broker's side of TLS refused us (an alert about our certificate): retrying
-    soon will not help, as with a refused login."""
+    """Whether the broker's side of TLS refused us before any CONNACK: an alert about our
+    certificate, or TLS ended without a close_notify right after the handshake (mosquitto 2.0's
+    way with a missing client certificate under TLS 1.3, where the handshake has already passed on
+    our side). Retrying soon will not help, as with a refused login."""
     if err is None or type(err).__module__ not in ("ssl", "_ssl"):
         return False
+    if isinstance(err, ssl.SSLEOFError):
+        return True
     reason = str(getattr(err, "reason", "") or err).upper()
     return "ALERT" in reason and "CERTIFICATE" in reason
 
@@ -129,6 +133,12 @@ def describe_error(err: BaseException) -> str:
             return f"TLS refused: the certificate names another host ({detail}); check broker.url"
         return (
             f"TLS refused: the broker's certificate is not trusted ({detail}); check broker.ca_file"
+        )
+    if tls and isinstance(err, ssl.SSLEOFError):
+        return (
+            "TLS closed by the broker before it answered CONNECT: it most likely refused the"
+            " client certificate (none sent, or one it does not trust); check broker.cert_file"
+            " and broker.key_file"
         )
     if tls and isinstance(err, ssl.SSLError):
         reason = str(err.reason or err)
@@ -462,7 +472,7 @@ class MqttLink:
 
     def _ended(self, client: GuardedClient, rc: MQTTErrorCode, choice: Choice) -> str:
         """Why a connection ended, from what paho and the broker said (the first that applies)."""
-        error = client.read_error
+        error = client.socket_error
         if isinstance(error, PacketTooLarge):
             return (
                 f"the broker sent a packet of {error.size} bytes, more than the agent takes"
@@ -475,7 +485,7 @@ class MqttLink:
             return self._v5_refused
         if self._refused:
             return f"broker refused the connection: {self._refused}"
-        if tls_refusal(error):
+        if not self._connack_seen and tls_refusal(error):
             self._refused = describe_error(error)  # type: ignore[arg-type]
             return self._refused
         if (

@@ -163,6 +163,26 @@ def _tls_broker(factory: BrokerFactory, pki: Pki, server_cert: Any) -> Broker:
     )
 
 
+def test_login_names_a_refused_client_certificate(
+    tmp_path: Path, broker_factory: BrokerFactory, pki: Pki
+) -> None:
+    """A broker demanding a client certificate the gateway lacks: TLS passes (TLS 1.3 sends the
+    refusal after the handshake), the login line names the certificate, not "closed"."""
+    broker = broker_factory(
+        tls=TlsSetup(
+            ca_file=pki.ca.cert_file,
+            cert_file=pki.server.cert_file,
+            key_file=pki.server.key_file,
+            require_client_cert=True,
+        )
+    )
+    config = _config(tmp_path, broker.url(), ca_file=str(pki.ca.cert_file))
+    found = _run(inputs_from_file(config), *BROKER_CHECKS)
+    login = found["broker_mqtt"]
+    assert (login.status, login.key) == ("fail", "broker_mqtt.cert_refused")
+    assert "broker.cert_file" in words(login, "id")[1]
+
+
 @pytest.mark.parametrize(
     ("case", "key"),
     [
