@@ -295,6 +295,10 @@ class MqttLink:
             self._settle_version(choice)
             if rc.is_failure:
                 self._refused = str(rc)
+                if rc.value == _UNSUPPORTED_VERSION:
+                    self._refused += (
+                        f" (broker.protocol is {self._broker.protocol!r}; auto falls back)"
+                    )
                 return
             with self._lock:
                 self._connected = True
