@@ -19,6 +19,7 @@ STATUS_FILE = "status.json"
 RUN_MARKER = "run.json"
 LOCK_FILE = "agent.lock"
 LEDGER_FILE = "speedtest.json"  # the speed test's data budget
+PROTOCOL_FILE = "mqtt_protocol.json"  # per broker, the MQTT version `broker.protocol: auto` chose
 QUARANTINE_INFIX = ".corrupt-"  # buffer.sqlite.corrupt-<stamp>: a damaged buffer kept aside
 
 

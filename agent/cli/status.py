@@ -34,6 +34,15 @@ def _published(age_s: float | None) -> str:
     return "none acknowledged yet" if age_s is None else f"{_ago(age_s)} (acknowledged)"
 
 
+def _protocol(out: dict[str, Any]) -> str:
+    version, why = out["broker_protocol"], out["broker_protocol_why"]
+    if version is None:
+        return ""
+    if why in ("fallback", "remembered"):
+        return f" (MQTT {version}: the broker refuses MQTT 5; 5 is tried again daily)"
+    return f" (MQTT {version})"
+
+
 def _since(now: float, ts: object) -> float | None:
     return now - ts if isinstance(ts, int | float) else None
 
@@ -60,7 +69,11 @@ def report(config: Config, *, now: float | None = None) -> dict[str, Any]:
         "last_round_age_s": _since(now, status.last_round_at),
         "last_publish_age_s": _since(now, status.last_ack_at),
         "broker_state": status.broker_state,
+        "broker_protocol": status.broker_protocol,
+        "broker_protocol_why": status.broker_protocol_why,
         "last_error": status.last_error,
+        "last_disconnect": status.last_disconnect,
+        "last_disconnect_age_s": _since(now, status.last_disconnect_at),
         "in_flight": status.in_flight,
         "clock_synced": status.clock_synced,
     }
@@ -100,7 +113,7 @@ def render_text(out: dict[str, Any]) -> str:
             f"  uptime             {uptime}",
             f"  last round         {_ago(out['last_round_age_s'])}",
             f"  last publish       {_published(out['last_publish_age_s'])}",
-            f"  broker             {out['broker_state']}",
+            f"  broker             {out['broker_state']}{_protocol(out)}",
         ]
     if out["backlog"] is None:
         lines.append(f"  backlog            unknown: {out.get('buffer_error')}")
@@ -113,6 +126,9 @@ def render_text(out: dict[str, Any]) -> str:
     lines.append(f"  readings dropped   {out['dropped_total'] or 0}")
     if reported:
         lines.append(f"  last error         {out['last_error'] or '-'}")
+        if out["last_disconnect"]:
+            ago = _ago(out["last_disconnect_age_s"])
+            lines.append(f"  last disconnect    {ago}: {out['last_disconnect']}")
     if out["daemon"] != "running":
         lines.append("  next: systemctl status village-agent; journalctl -u village-agent -n 50")
     return "\n".join(lines)

@@ -73,7 +73,12 @@ class BrokerConfig:
     topic_prefix: str = field(
         metadata=meta("topics are {prefix}/{site_id}/...", topic_prefix_problem)
     )
-    protocol: Literal["5", "3.1.1"] = field(default="5", metadata=meta("MQTT version"))
+    protocol: Literal["auto", "5", "3.1.1"] = field(
+        default="auto",
+        metadata=meta(
+            "MQTT version; auto: 5, and 3.1.1 for a broker that refuses 5 (remembered, 5 retried daily)"
+        ),
+    )
     client_id: str | None = field(default=None, metadata=meta("default: village-agent-{site_id}"))
     username: str | None = field(default=None, metadata=meta("user name at the broker"))
     password_file: Path | None = field(
@@ -103,6 +108,14 @@ class BrokerConfig:
     connect_timeout_s: float = field(
         default=15.0, metadata=meta("TCP+TLS+CONNECT limit", _positive)
     )
+    ack_timeout_s: float | None = field(
+        default=None,
+        metadata=meta(
+            "a message without PUBACK this long drops the connection and is sent again; "
+            "default: 3 x keepalive_s",
+            _positive,
+        ),
+    )
     rejected_retry_s: float = field(
         default=60.0,
         metadata=meta("after the broker refuses a message (MQTT 5), wait this long", _positive),
@@ -111,6 +124,11 @@ class BrokerConfig:
         default=10.0,
         metadata=meta("first connect waits a per-site share of this, so sites do not stampede"),
     )
+
+    @property
+    def ack_timeout(self) -> float:
+        """Seconds a published message may wait for its PUBACK before the connection is dropped."""
+        return self.ack_timeout_s if self.ack_timeout_s is not None else 3.0 * self.keepalive_s
 
     @property
     def host(self) -> str:

@@ -10,6 +10,7 @@ sequence exists once.
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from agent.probes.throughput import CounterSource, ThroughputProbe, psutil_count
 from agent.probes.uptime import UptimeProbe, proc_uptime
 from agent.publish.link import MqttLink, Will, splay_fraction
 from agent.publish.outbox import Outbox
+from agent.publish.protocol import ProtocolMemory
 from agent.reading import Reading, Sample
 
 log = structlog.get_logger("agent")
@@ -177,8 +179,9 @@ def open_buffer(
         return buffer, [event]
 
 
-def build_link(config: Config) -> MqttLink:
-    """The MQTT connection with its birth and last-will status messages."""
+def build_link(config: Config, *, wall: Callable[[], float] = time.time) -> MqttLink:
+    """The MQTT connection with its birth and last-will status messages, remembering in the state
+    directory which MQTT version the broker takes (`wall` dates that memory)."""
     digest = config_digest(config)
 
     def status(state: str) -> bytes:
@@ -194,6 +197,7 @@ def build_link(config: Config) -> MqttLink:
             offline=status("offline"),
         ),
         splay_s=splay_fraction(config.site_id) * config.broker.splay_s,
+        memory=ProtocolMemory(config.state_dir, wall=wall),
     )
 
 

@@ -248,7 +248,12 @@ class Agent:
 
     def _log_link_event(self, event: LinkEvent) -> None:
         if isinstance(event, Connected):
-            log.info("broker_connected", backlog=self.backlog())
+            log.info(
+                "broker_connected",
+                backlog=self.backlog(),
+                protocol=event.version,
+                protocol_why=event.why,
+            )
         elif isinstance(event, ConnectFailed):
             log.warning(
                 "broker_unreachable",
@@ -279,7 +284,12 @@ class Agent:
             last_round_at=self.last_round_wall,
             last_ack_at=sent.last_ack_ts,
             broker_state=sent.broker_state,
+            broker_protocol=sent.protocol,
+            broker_protocol_why=sent.protocol_why,
+            broker_protocol_detail=sent.protocol_detail,
             last_error=self.last_buffer_error or sent.last_error,
+            last_disconnect=sent.last_disconnect,
+            last_disconnect_at=sent.last_disconnect_ts,
             backlog=self.backlog(stats),
             last_seq=stats.last_seq,
             oldest_unsent_ts_ms=stats.oldest_ts_ms,

@@ -31,7 +31,12 @@ class StatusRecord:
     last_round_at: float | None = None
     last_ack_at: float | None = None
     broker_state: str | None = None
-    last_error: str | None = None
+    broker_protocol: str | None = None  # MQTT version in use: "5" or "3.1.1"
+    broker_protocol_why: str | None = None  # configured | default | remembered | fallback
+    broker_protocol_detail: str | None = None  # for a fallback: what the broker did with MQTT 5
+    last_error: str | None = None  # what keeps readings from flowing now; None while all is well
+    last_disconnect: str | None = None  # why the last broker connection ended
+    last_disconnect_at: float | None = None
     backlog: int | None = None
     last_seq: int = 0
     oldest_unsent_ts_ms: int | None = None

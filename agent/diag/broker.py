@@ -19,7 +19,9 @@ from agent.clock import PLAUSIBLE_AFTER_S
 from agent.config.schema import BrokerConfig
 from agent.diag.base import Arg, CheckResult, DiagInputs, Earlier, needs_config, result
 from agent.diag.system import utc_text
-from agent.publish.client import paho_client
+from agent.publish.client import connect_properties, paho_client
+from agent.publish.link import tls_refusal
+from agent.publish.protocol import Version
 from agent.publish.tls import tls_context
 
 # X509_V_ERR_* codes from OpenSSL's x509_vfy.h that a technician can act on.
@@ -28,6 +30,7 @@ _NOT_YET_VALID, _EXPIRED = 9, 10
 _HOSTNAME_MISMATCH = {62, 63, 64}
 _UNKNOWN_CA = {2, 18, 19, 20, 21}
 _AUTH_REFUSED = {134, 135}  # Bad user name or password, Not authorized (3.1.1's 4 and 5 map here)
+_UNSUPPORTED_VERSION = 0x84  # CONNACK "Unsupported protocol version" (3.1.1's return code 1)
 
 
 def _skipped(name: str, earlier: Earlier, below: str) -> CheckResult | None:
@@ -119,9 +122,12 @@ def check_broker_tls(inputs: DiagInputs, earlier: Earlier, budget_s: float) -> C
     return result(name, "pass", "broker_tls.ok", version=version, host=broker.host, now=now)
 
 
-def _login(broker: BrokerConfig, client_id: str, budget_s: float) -> tuple[str, str]:
-    """Connect, wait for CONNACK, disconnect. Return (outcome, reason)."""
-    client = paho_client(broker, client_id)
+def _login(
+    broker: BrokerConfig, client_id: str, budget_s: float, version: Version
+) -> tuple[str, str]:
+    """Connect with MQTT `version`, wait for CONNACK, disconnect. Return (outcome, reason);
+    outcome `old_protocol` when the broker refused the version."""
+    client = paho_client(broker, client_id, version)
     client.connect_timeout = max(0.5, budget_s / 2)
     answer: dict[str, ReasonCode] = {}
     answered = threading.Event()
@@ -133,7 +139,12 @@ def _login(broker: BrokerConfig, client_id: str, budget_s: float) -> tuple[str, 
     client.on_connect = on_connect
     deadline = time.monotonic() + budget_s
     try:
-        client.connect(broker.host, broker.port, keepalive=max(10, broker.keepalive_s))
+        client.connect(
+            broker.host,
+            broker.port,
+            keepalive=max(10, broker.keepalive_s),
+            properties=connect_properties(client),
+        )
     except (OSError, ValueError) as err:
         return "unreachable", str(err)
     try:
@@ -141,12 +152,18 @@ def _login(broker: BrokerConfig, client_id: str, budget_s: float) -> tuple[str, 
             if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
                 break
         rc = answer.get("rc")
+        if rc is None and tls_refusal(client.socket_error):
+            # Under TLS 1.3 a refused client certificate arrives as an alert after the handshake,
+            # on the first read: the TLS line above passed, this one names it.
+            return "cert_refused", str(client.socket_error)
         if rc is None:
             return ("no_answer", "") if time.monotonic() >= deadline else ("closed", "")
         if not rc.is_failure:
             client.disconnect()
             client.loop(timeout=0.1)
             return "ok", str(rc)
+        if rc.value == _UNSUPPORTED_VERSION:
+            return "old_protocol", str(rc)
         return ("auth" if rc.value in _AUTH_REFUSED else "refused"), str(rc)
     finally:
         sock = client.socket()
@@ -163,16 +180,34 @@ def check_broker_mqtt(inputs: DiagInputs, earlier: Earlier, budget_s: float) -> 
     if skipped is not None:
         return skipped
     broker = config.broker
-    try:
-        outcome, reason = _login(broker, f"{config.client_id}-diag", budget_s - 0.3)
-    except OSError as err:
-        where = str(broker.password_file)
-        return result(name, "fail", "broker_mqtt.password_file", path=where, error=str(err))
+    # As the daemon does under `auto`: MQTT 5 first, 3.1.1 when the broker refuses 5 (a refusal
+    # or a close before any answer), so the line names the version the agent really speaks.
+    versions: tuple[Version, ...] = (
+        ("5", "3.1.1") if broker.protocol == "auto" else (broker.protocol,)
+    )
+    deadline = time.monotonic() + budget_s - 0.3
+    refused_v5 = ""
+    for version in versions:
+        try:
+            outcome, reason = _login(
+                broker, f"{config.client_id}-diag", (deadline - time.monotonic()) / 2 + 0.5, version
+            )
+        except OSError as err:
+            where = str(broker.password_file)
+            return result(name, "fail", "broker_mqtt.password_file", path=where, error=str(err))
+        if version == "5" and len(versions) > 1 and outcome in ("old_protocol", "closed"):
+            refused_v5 = reason or "closed"
+            continue
+        break
     args: dict[str, Arg] = {
         "user": broker.username or "-",
         "reason": reason,
         "password_file": str(broker.password_file or "-"),
+        "protocol": version,
+        "why": broker.protocol,
+        "refused_v5": refused_v5,
     }
     if outcome == "ok":
-        return result(name, "pass", "broker_mqtt.ok", **args)
+        key = "broker_mqtt.ok_fallback" if refused_v5 else "broker_mqtt.ok"
+        return result(name, "pass", key, **args)
     return result(name, "fail", f"broker_mqtt.{outcome}", **args)

@@ -361,8 +361,30 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
         "en": ("TLS failed: {error}", "Check the port in broker.url (TLS is usually 8883)."),
     },
     "broker_mqtt.ok": {
-        "id": ("Login diterima (user {user}).", ""),
-        "en": ("Login accepted (user {user}).", ""),
+        "id": ("Login diterima (user {user}, MQTT {protocol}).", ""),
+        "en": ("Login accepted (user {user}, MQTT {protocol}).", ""),
+    },
+    "broker_mqtt.ok_fallback": {
+        "id": (
+            "Login diterima (user {user}) dengan MQTT 3.1.1: broker menolak MQTT 5 ({refused_v5})."
+            " Agen memakai 3.1.1 untuk broker ini dan mencoba MQTT 5 lagi setiap hari.",
+            "",
+        ),
+        "en": (
+            "Login accepted (user {user}) with MQTT 3.1.1: the broker refuses MQTT 5"
+            " ({refused_v5}). The agent uses 3.1.1 for this broker and tries MQTT 5 again daily.",
+            "",
+        ),
+    },
+    "broker_mqtt.old_protocol": {
+        "id": (
+            "Broker menolak MQTT {protocol} ({reason}).",
+            "Pakai broker.protocol: auto (bawaan) atau versi yang didukung broker.",
+        ),
+        "en": (
+            "The broker refuses MQTT {protocol} ({reason}).",
+            "Use broker.protocol: auto (the default) or the version the broker supports.",
+        ),
     },
     "broker_mqtt.auth": {
         "id": (
@@ -393,12 +415,22 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
     },
     "broker_mqtt.closed": {
         "id": (
-            "Broker menutup koneksi tanpa jawaban.",
-            "Cek protokol (broker.protocol) dan sertifikat klien.",
+            "Broker menutup koneksi tanpa jawaban (MQTT {protocol}).",
+            "Cek protokol (broker.protocol: auto) dan sertifikat klien (broker.cert_file).",
         ),
         "en": (
-            "The broker closed the connection without an answer.",
-            "Check broker.protocol and the client certificate.",
+            "The broker closed the connection without an answer (MQTT {protocol}).",
+            "Check broker.protocol (auto tries 3.1.1) and the client certificate (broker.cert_file).",
+        ),
+    },
+    "broker_mqtt.cert_refused": {
+        "id": (
+            "Broker menolak sertifikat klien gateway ini ({reason}).",
+            "Periksa broker.cert_file dan broker.key_file; minta sertifikat yang benar dari kantor.",
+        ),
+        "en": (
+            "The broker refused this gateway's client certificate ({reason}).",
+            "Check broker.cert_file and broker.key_file; get the right certificate from the office.",
         ),
     },
     "broker_mqtt.unreachable": {

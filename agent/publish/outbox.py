@@ -53,8 +53,13 @@ class OutboxStats:
     rejected_total: int = 0  # messages the broker refused (MQTT 5 negative PUBACK)
     payload_bytes: int = 0
     last_ack_ts: float | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # what keeps readings from flowing now; None once connected
     broker_state: str = "connecting"
+    protocol: str | None = None  # the MQTT version of the current (or last) connection
+    protocol_why: str | None = None  # configured | default | remembered | fallback
+    protocol_detail: str | None = None  # for a fallback: what the broker did with MQTT 5
+    last_disconnect: str | None = None  # why the last connection ended, kept after a reconnect
+    last_disconnect_ts: float | None = None
 
 
 class Outbox:
@@ -156,10 +161,17 @@ class Outbox:
                 self._void()
         elif isinstance(event, Connected):
             self.stats.broker_state = "connected"
+            # The error that kept the link down is history now; `last_disconnect` keeps it.
+            self.stats.last_error = None
+            self.stats.protocol = event.version
+            self.stats.protocol_why = event.why
+            self.stats.protocol_detail = event.detail or None
             self._void()
         elif isinstance(event, Disconnected):
             self.stats.broker_state = "disconnected"
             self.stats.last_error = event.reason
+            self.stats.last_disconnect = event.reason
+            self.stats.last_disconnect_ts = wall
             self._void()
         elif isinstance(event, ConnectFailed):
             self.stats.broker_state = "refused" if event.refused else "unreachable"

@@ -30,6 +30,7 @@ from simulator.lab.netlab import FAR_ADDR, Lab, netns_available
 from simulator.virtual.clock import Timeline, VirtualClock
 from tests.support.agent_proc import AgentProcess, write_config
 from tests.support.certs import Pki, make_ca
+from tests.support.fake_broker import Behaviour, FakeBroker
 from tests.support.mqtt_broker import Broker, BrokerFactory, TlsSetup
 from tests.support.netns_rig import start_in_far
 
@@ -75,6 +76,23 @@ def test_broker_checks_pass_with_the_right_password(
         "broker_tls": ("pass", "broker_tls.not_used"),
         "broker_mqtt": ("pass", "broker_mqtt.ok"),
     }
+
+
+@pytest.mark.parametrize("refusal", ["connack", "close"])
+def test_login_names_the_mqtt_version_and_why(tmp_path: Path, refusal: str) -> None:
+    """A broker without MQTT 5 passes under `auto`, with a line that says 3.1.1 and why; with
+    `protocol: "5"` the same broker fails with advice to use auto."""
+    with FakeBroker(Behaviour(refuse_v5=refusal)) as fake:  # type: ignore[arg-type]
+        auto = _run(inputs_from_file(_config(tmp_path / "auto", fake.url())), *BROKER_CHECKS)
+        five = _run(
+            inputs_from_file(_config(tmp_path / "five", fake.url(), protocol="5")), *BROKER_CHECKS
+        )
+    login = auto["broker_mqtt"]
+    assert (login.status, login.key) == ("pass", "broker_mqtt.ok_fallback")
+    assert "MQTT 3.1.1" in words(login, "en")[0] and "MQTT 5" in words(login, "id")[0]
+    expected = "broker_mqtt.old_protocol" if refusal == "connack" else "broker_mqtt.closed"
+    assert (five["broker_mqtt"].status, five["broker_mqtt"].key) == ("fail", expected)
+    assert "auto" in words(five["broker_mqtt"], "en")[1]
 
 
 def test_wrong_password_is_reported_as_auth_refused(
@@ -143,6 +161,26 @@ def _tls_broker(factory: BrokerFactory, pki: Pki, server_cert: Any) -> Broker:
             key_file=server_cert.key_file,
         )
     )
+
+
+def test_login_names_a_refused_client_certificate(
+    tmp_path: Path, broker_factory: BrokerFactory, pki: Pki
+) -> None:
+    """A broker demanding a client certificate the gateway lacks: TLS passes (TLS 1.3 sends the
+    refusal after the handshake), the login line names the certificate, not "closed"."""
+    broker = broker_factory(
+        tls=TlsSetup(
+            ca_file=pki.ca.cert_file,
+            cert_file=pki.server.cert_file,
+            key_file=pki.server.key_file,
+            require_client_cert=True,
+        )
+    )
+    config = _config(tmp_path, broker.url(), ca_file=str(pki.ca.cert_file))
+    found = _run(inputs_from_file(config), *BROKER_CHECKS)
+    login = found["broker_mqtt"]
+    assert (login.status, login.key) == ("fail", "broker_mqtt.cert_refused")
+    assert "broker.cert_file" in words(login, "id")[1]
 
 
 @pytest.mark.parametrize(

@@ -351,6 +351,11 @@ def _accepts_connections(host: str, port: int) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A free loopback port below the ephemeral range, for brokers of other kinds too."""
+    return _free_port()
+
+
 def _free_port() -> int:
     """A free port below the kernel's ephemeral range.
 

@@ -12,7 +12,7 @@ from agent.buffer.errors import BufferError
 from agent.buffer.store import Buffer
 from agent.config.schema import BrokerConfig
 from agent.contract.telemetry import decode_telemetry, encode_telemetry
-from agent.publish.link import Acked, Connected, LinkEvent
+from agent.publish.link import Acked, Connected, Disconnected, LinkEvent
 from agent.publish.outbox import Outbox
 from agent.reading import Reading, Sample, Stamp
 from tests.support.faults import can_fail_ext4, ext4_card
@@ -190,3 +190,17 @@ def test_a_card_that_refuses_deletes_does_not_stop_the_publishing(tmp_path: Path
         assert sent == 20
         assert len(outbox.acknowledged) == 100
         buffer.close()
+
+
+def test_a_reconnect_clears_last_error_and_keeps_why_it_dropped(tmp_path: Path) -> None:
+    """last_error follows the link: set by a drop, cleared by the next connection, while
+    last_disconnect keeps the reason and the protocol of the new connection is recorded."""
+    link = InstantLink()
+    _, outbox = _setup(tmp_path, link, 1)
+    outbox.handle(Disconnected(1, "no acknowledgement (PUBACK)", 1.0), mono=1.0, wall=5.0)
+    assert outbox.stats.last_error == "no acknowledgement (PUBACK)"
+    outbox.handle(Connected(2, "3.1.1", "fallback", "refused 5"), mono=2.0, wall=6.0)
+    assert outbox.stats.last_error is None
+    assert outbox.stats.last_disconnect == "no acknowledgement (PUBACK)"
+    assert outbox.stats.last_disconnect_ts == 5.0
+    assert (outbox.stats.protocol, outbox.stats.protocol_why) == ("3.1.1", "fallback")

@@ -47,6 +47,9 @@ def test_running_daemon_reports_broker_backlog_and_rounds(tmp_path: Path, broker
         assert report["daemon"] == "running"
         assert report["pid"] == agent.pid
         assert report["broker_state"] == "connected"
+        assert (report["broker_protocol"], report["broker_protocol_why"]) == ("5", "default")
+        assert report["last_error"] is None
+        assert "connected (MQTT 5)" in text
         assert report["last_round_age_s"] < 5
         assert report["last_publish_age_s"] < 5
         assert isinstance(report["backlog"], int)
