@@ -19,6 +19,7 @@ STATUS_FILE = "status.json"
 RUN_MARKER = "run.json"
 LOCK_FILE = "agent.lock"
 LEDGER_FILE = "speedtest.json"  # the speed test's data budget
+HELD_LOST_FILE = "held-lost.json"  # readings a stop took from memory before they reached the disk
 QUARANTINE_INFIX = ".corrupt-"  # buffer.sqlite.corrupt-<stamp>: a damaged buffer kept aside
 
 

@@ -204,8 +204,12 @@ def quarantine(path: Path, now: float | None = None) -> Path:
         if not any(Path(f"{target}{suffix}").exists() for suffix in suffixes):
             break
         number += 1
-    for suffix in suffixes:
+    for suffix in ("", "-wal"):
         source = Path(f"{path}{suffix}")
         if source.exists():
             source.rename(Path(f"{target}{suffix}"))
+    # The -shm is only an index of the -wal, and after a crash or a damaged -wal a wrong one: a
+    # reader trusting it reads frames that are not there. Without it SQLite rebuilds the index
+    # from the frames whose checksums hold, which is what the salvage must see.
+    Path(f"{path}-shm").unlink(missing_ok=True)
     return target
