@@ -670,3 +670,128 @@ def test_damaged_buffer_files_are_salvaged_counted_and_published(
     if damage in ("a page of garbage", "one round's blob"):
         # Only what the damaged page or round held: the rest of the backlog came through.
         assert recovered > 0 and len(gone) < unsent
+
+
+def _fill(card: Path) -> Path:
+    """Fill the file system to ENOSPC; return the ballast file."""
+    ballast = card / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 65536):
+            pass
+    except OSError:
+        pass  # ENOSPC: the card is full, which is the point
+    finally:
+        os.close(fd)
+    return ballast
+
+
+@pytest.mark.parametrize("before", ["restart", "first start"])
+def test_disk_full_at_start_up_measures_in_memory_and_delivers_after(
+    tmp_path: Path, broker: Broker, small_tmpfs: Path, before: str
+) -> None:
+    """Row 28: the state file system is full (ENOSPC) before `run`, on a buffer that exists or on
+    none yet. No exit 73 and no restart loop: the agent measures, holds rounds in memory, alarms,
+    and opens the buffer and delivers once space returns."""
+    with tmpfs(small_tmpfs, "8m") as card:
+        config = write_config(
+            tmp_path,
+            broker_url=broker.url(),
+            extra={
+                "state_dir": str(card / "state"),
+                "status_dir": str(tmp_path / "status"),
+                "buffer": {"min_free_mb": 0},
+            },
+        )
+        listener = EventListener(broker)
+        try:
+            with Collector(broker.url(), PREFIX) as collector:
+                if before == "restart":
+                    with AgentProcess(config) as agent:
+                        wait_until(lambda: len(collector.seqs(SITE)) > 10, 20, agent.log())
+                        assert agent.terminate() == 0
+                else:
+                    (card / "state").mkdir()
+                delivered_before = len(collector.seqs(SITE))
+                ballast = _fill(card)
+                with AgentProcess(config) as agent:
+                    wait_until(
+                        lambda: any(e["event"] == "buffer_unwritable" for e in listener.events),
+                        20,
+                        agent.log(),
+                    )
+                    held = agent.wait_status("pending_in_memory", lambda n: n > 30, 20)
+                    assert agent.running(), agent.log()[-3000:]
+                    assert held["last_error"]
+                    ballast.unlink()
+                    agent.wait_status("pending_in_memory", lambda n: n == 0, 30)
+                    wait_until(
+                        lambda: any(
+                            r.metric == "event.buffer_unwritable_s"
+                            for r in collector.readings(SITE)
+                        ),
+                        20,
+                        agent.log(),
+                    )
+                    assert "buffer_opened_late" in agent.log()
+                    _finish(agent, collector, f"28 disk full at {before}", "tmpfs full before run")
+                assert "Traceback" not in agent.log(), agent.log()[-3000:]
+                print(
+                    f"\n{before}: held in memory {held['pending_in_memory']} readings, "
+                    f"delivered after space returned {len(collector.seqs(SITE)) - delivered_before}"
+                )
+        finally:
+            listener.stop()
+
+
+def test_rounds_held_at_a_stop_are_counted_at_the_next_start(
+    tmp_path: Path, broker: Broker, small_tmpfs: Path
+) -> None:
+    """Row 29: below the free-space floor rounds wait in memory; SIGTERM then loses them with the
+    process. The count survives (beside the buffer and in the status file), and the next start adds
+    it to buffer.dropped_total and publishes event.buffer_held_lost: the loss is not silent."""
+    with tmpfs(small_tmpfs, "16m") as card:
+        config = write_config(
+            tmp_path,
+            broker_url=broker.url(),
+            extra={"state_dir": str(card / "state"), "buffer": {"min_free_mb": 6}},
+        )
+        with Collector(broker.url(), PREFIX) as collector:
+            with AgentProcess(config) as agent:
+                wait_until(lambda: len(collector.seqs(SITE)) > 10, 20, agent.log())
+                free = os.statvfs(card).f_bavail * os.statvfs(card).f_frsize
+                ballast = card / "ballast"
+                ballast.write_bytes(b"\0" * (free - 3 * 1024 * 1024))
+                agent.wait_status("pending_in_memory", lambda n: n > 30, 20)
+                assert agent.terminate() == 0
+            final = json.loads((agent.state_dir / "status.json").read_text())
+            held = final["pending_in_memory"] + final["lost_unrecorded"]
+            assert held > 30
+            saved = json.loads((agent.state_dir / "held-lost.json").read_text())
+            assert saved == {"readings": held}
+            ballast.unlink()
+            with AgentProcess(config) as agent:
+                wait_until(
+                    lambda: any(
+                        r.metric == "event.buffer_held_lost" for r in collector.readings(SITE)
+                    ),
+                    20,
+                    agent.log(),
+                )
+                (event,) = [
+                    r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"
+                ]
+                assert event.value == held
+                dropped = [
+                    r.value for r in collector.readings(SITE) if r.metric == "buffer.dropped_total"
+                ]
+                assert dropped[-1] >= held
+                assert not (agent.state_dir / "held-lost.json").exists()
+                _finish(agent, collector, "29 stop while holding rounds", "floor, then SIGTERM")
+            # Counted once: a further restart does not report them again.
+            with AgentProcess(config) as agent:
+                wait_until(lambda: agent.status().get("readings_acked", 0) > 0, 20, agent.log())
+                assert agent.terminate() == 0
+            events = [r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"]
+            assert len(events) == 1
+    print(f"\nheld in memory at the stop and counted at the next start: {held} readings")
