@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from agent import __version__
-from agent.buffer.damage import Settings, Witness, open_checked
+from agent.buffer.damage import Settings, Witness, open_checked, stand_in
 from agent.buffer.errors import BufferError, Unwritable
 from agent.buffer.store import Buffer, FreeBytes, disk_free_bytes
 from agent.clock import Clock
@@ -198,14 +198,6 @@ def open_buffer(
     return buffer, [event]
 
 
-def unopened_buffer(config: Config, *, last_seq: int) -> Buffer:
-    """An empty stand-in in memory while the disk refuses the real buffer: the agent reads its
-    stats and finds nothing to send, and never appends to it (it holds the rounds itself)."""
-    buffer = Buffer.open(Path(":memory:"), site=config.site_id, max_readings=1)
-    buffer.continue_seq_after(last_seq)
-    return buffer
-
-
 def build_link(config: Config) -> MqttLink:
     """The MQTT connection with its birth and last-will status messages."""
     digest = config_digest(config)
@@ -236,6 +228,7 @@ def build_agent(
     buffer: Buffer,
     start_samples: list[Sample],
     reopen: Reopen | None = None,
+    opened: bool = True,
     lost_unrecorded: int = 0,
 ) -> Agent:
     """Assemble one site's agent from its parts."""
@@ -263,6 +256,7 @@ def build_agent(
         link=link,
         start_samples=start_samples,
         reopen=reopen,
+        opened=opened,
         lost_unrecorded=lost_unrecorded,
     )
 
@@ -305,7 +299,7 @@ def start_agent(
     except Unwritable as err:
         log.error("buffer_not_opened", error=str(err), message="readings wait in memory")
         last_seq = status.last_seq if status else 0
-        buffer, start_samples, late = unopened_buffer(config, last_seq=last_seq), [], reopen
+        buffer, start_samples, late = stand_in(config.site_id, last_seq=last_seq), [], reopen
     held = take_held_lost(config.state_dir, status)
     if held:
         # A loss is never silent: the readings the last run held in memory and could not write.
@@ -328,7 +322,8 @@ def start_agent(
         probes=build_probes(config, sources, registry),
         buffer=buffer,
         start_samples=start_samples,
-        reopen=late,
+        reopen=reopen,
+        opened=late is None,
         lost_unrecorded=held,
     )
     return agent, start

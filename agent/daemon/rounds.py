@@ -15,7 +15,8 @@ from typing import Protocol
 import structlog
 
 from agent import __version__
-from agent.buffer.errors import BufferError
+from agent.buffer.damage import stand_in
+from agent.buffer.errors import BufferError, CorruptBuffer
 from agent.buffer.store import Appended, Buffer, BufferStats
 from agent.clock import Clock
 from agent.config.load import config_digest
@@ -86,11 +87,13 @@ class Agent:
         link: AgentLink,
         start_samples: Sequence[Sample] = (),
         reopen: Reopen | None = None,
+        opened: bool = True,
         lost_unrecorded: int = 0,
     ) -> None:
-        """`reopen` opens the real buffer when start-up found the disk refusing it (`buffer` is then
-        an empty stand-in); `lost_unrecorded` counts readings a previous run held in memory and
-        never wrote, to be added to the buffer's dropped count once it takes writes."""
+        """`reopen` opens the buffer again, quarantining it if damaged: at once when a read finds
+        damage, and round after round when start-up found the disk refusing it (`opened` False:
+        `buffer` is an empty stand-in). `lost_unrecorded` counts readings a previous run held in
+        memory and never wrote, added to the buffer's dropped count once it takes writes."""
         self.site = config.site_id
         self._clock = clock
         self._boot_id = boot_id
@@ -106,7 +109,8 @@ class Agent:
         self._pending: deque[tuple[Stamp, list[Sample]]] = deque()
         self._pending_lost = lost_unrecorded
         self._pending_lost_unrecorded = lost_unrecorded
-        self._reopen = reopen
+        self._opener = reopen
+        self._reopen = None if opened else reopen
         self._refused_since: float | None = None
         self._status_failing = False
         self._delete_failing = False
@@ -174,6 +178,7 @@ class Agent:
             try:
                 last = self.outbox.commit(stamp, samples)
             except BufferError as err:
+                self._damage_found(err)
                 self._buffer_refused(err)
                 return None
             self._pending.popleft()
@@ -182,6 +187,18 @@ class Agent:
         if self._refused_since is not None:
             self._buffer_recovered()
         return last
+
+    def _damage_found(self, err: BufferError) -> None:
+        """A round that no longer decodes, found while running: close the file and open it again
+        at the next round, which quarantines it and salvages the rest. Meanwhile an empty stand-in
+        answers reads, and rounds wait in memory."""
+        if not isinstance(err, CorruptBuffer) or self._opener is None or self._reopen is not None:
+            return
+        log.error("buffer_damaged_while_running", error=str(err))
+        last_seq = self.buffer.stats().last_seq
+        self.buffer.close()
+        self.buffer = self.outbox.buffer = stand_in(self.site, last_seq=last_seq)
+        self._reopen = self._opener
 
     def _open_late(self) -> bool:
         """Try to open the buffer start-up could not; True once it is open."""
@@ -283,6 +300,7 @@ class Agent:
                 self.outbox.pump(self._clock.monotonic())
         except BufferError as err:
             log.error("buffer_read_failed", error=str(err))
+            self._damage_found(err)
         return handled
 
     def _log_link_event(self, event: LinkEvent) -> None:

@@ -795,3 +795,41 @@ def test_rounds_held_at_a_stop_are_counted_at_the_next_start(
             events = [r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"]
             assert len(events) == 1
     print(f"\nheld in memory at the stop and counted at the next start: {held} readings")
+
+
+def test_a_round_damaged_while_running_is_quarantined_and_the_rest_delivered(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Row 26 while running: a round's blob goes bad under the running agent (bit rot). The read
+    that meets it makes the agent quarantine the file at the next round and salvage the rest:
+    only that round is lost, counted in event.buffer_quarantined; no crash, no stalled delivery."""
+    config = _config(tmp_path, broker.url())
+    with Collector(broker.url(), PREFIX) as collector, AgentProcess(config) as agent:
+        wait_until(lambda: len(collector.seqs(SITE)) > 20, 20, agent.log())
+        broker.pause()
+        before, _ = buffer_state(agent.state_dir)
+        wait_until(lambda: buffer_state(agent.state_dir)[0] > before + 200, 30)
+        conn = sqlite3.connect(agent.state_dir / "buffer.sqlite", timeout=10)
+        first, n = conn.execute(
+            # Well past what is in flight: rows in flight are deleted on their ack, never read.
+            "SELECT first_seq, n FROM rounds WHERE first_seq > ? ORDER BY first_seq LIMIT 1",
+            (before + 150,),
+        ).fetchone()
+        conn.execute("UPDATE rounds SET body = x'789c0102' WHERE first_seq = ?", (first,))
+        conn.commit()
+        conn.close()
+        broker.resume()
+        wait_until(
+            lambda: any(r.metric == "event.buffer_quarantined" for r in collector.readings(SITE)),
+            30,
+            agent.log(),
+        )
+        (event,) = [r for r in collector.readings(SITE) if r.metric == "event.buffer_quarantined"]
+        assert (event.tags["lost"], event.value) == (str(n), n)
+        gone = frozenset(range(first, first + n))
+        _finish(
+            agent, collector, "26 one round damaged while running", "blob overwritten", excused=gone
+        )
+        assert not gone & collector.seqs(SITE)
+    assert "buffer_damaged_while_running" in agent.log()
+    print(f"\nround of {n} readings damaged while running: recovered {event.tags['recovered']}")
