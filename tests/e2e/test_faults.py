@@ -833,3 +833,55 @@ def test_a_round_damaged_while_running_is_quarantined_and_the_rest_delivered(
         assert not gone & collector.seqs(SITE)
     assert "buffer_damaged_while_running" in agent.log()
     print(f"\nround of {n} readings damaged while running: recovered {event.tags['recovered']}")
+
+
+def test_read_only_card_at_start_up_runs_degraded_and_counts_what_it_held(
+    tmp_path: Path, broker: Broker, card: Card
+) -> None:
+    """Row 28, read-only: the card failed (ext4 error, errors=remount-ro) before `run`. The agent
+    does not exit into a restart loop: it measures, alarms and holds rounds in memory; its stop
+    loses them, and that count (kept in the status file on another file system) is published at
+    the first start after the card is repaired."""
+    config = write_config(
+        tmp_path,
+        broker_url=broker.url(),
+        extra={"state_dir": str(card.mount / "state"), "status_dir": str(tmp_path / "status")},
+    )
+    listener = EventListener(broker)
+    try:
+        with Collector(broker.url(), PREFIX) as collector:
+            with AgentProcess(config) as agent:
+                wait_until(lambda: len(collector.seqs(SITE)) > 10, 20, agent.log())
+                assert agent.terminate() == 0
+            card.fail()
+            with AgentProcess(config) as agent:
+                wait_until(
+                    lambda: any(e["event"] == "buffer_unwritable" for e in listener.events),
+                    20,
+                    agent.log(),
+                )
+                agent.wait_status("pending_in_memory", lambda n: n > 30, 20)
+                assert agent.running(), agent.log()[-3000:]
+                assert agent.terminate() == 0, agent.log()[-3000:]
+            assert "Traceback" not in agent.log(), agent.log()[-3000:]
+            final = json.loads((tmp_path / "status" / "status.json").read_text())
+            held = final["pending_in_memory"] + final["lost_unrecorded"]
+            card.repair()
+            with AgentProcess(config) as agent:
+                wait_until(
+                    lambda: any(
+                        r.metric == "event.buffer_held_lost" for r in collector.readings(SITE)
+                    ),
+                    20,
+                    agent.log(),
+                )
+                (event,) = [
+                    r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"
+                ]
+                assert event.value == held
+                _finish(
+                    agent, collector, "28 SD card read-only at start-up", "ext4 error before run"
+                )
+    finally:
+        listener.stop()
+    print(f"\nread-only card at start-up: {held} readings held, then counted at the next start")
