@@ -80,6 +80,8 @@ def open_checked(
             known = buffer.stats().last_seq
             if witness.last_seq <= known:
                 return buffer, None
+            # Closing checkpoints the frames of the -wal that still hold into the file: the copy
+            # kept aside then holds what SQLite could read, not the damaged -wal's bytes.
             buffer.close()
             reason = (
                 f"{path} knows seqs up to {known}, but {witness.last_seq} were committed: its "
@@ -108,11 +110,17 @@ def _recover(
         raise Unwritable(f"cannot move the damaged buffer {path} aside: {err.strerror}") from err
     recovered = lost = file_last = 0
     if moved is not None:
-        conn = connect(path)
         try:
-            found = salvage(moved, conn, unsent_from=witness.unsent_from())
-        finally:
-            conn.close()
+            conn = connect(path)
+            try:
+                found = salvage(moved, conn, unsent_from=witness.unsent_from())
+            finally:
+                conn.close()
+        except Unwritable:
+            # The disk filled in between: put the damaged file back, so that the next try
+            # salvages it again instead of starting from a fresh file and an orphan.
+            _put_back(moved, path)
+            raise
         recovered, lost = found.recovered, found.lost
         file_last = max(found.last_seq, last_seq_of(moved))
     # What the file never got to keep (its -wal) counts from the witness.
@@ -123,6 +131,15 @@ def _recover(
     return buffer, Quarantined(
         reason=reason, moved_to=moved, recovered=recovered, lost=lost, last_seq=seed
     )
+
+
+def _put_back(moved: Path, path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    for suffix in ("", "-wal"):
+        source = Path(f"{moved}{suffix}")
+        if source.exists():
+            source.rename(Path(f"{path}{suffix}"))
 
 
 def stand_in(site: str, *, last_seq: int) -> Buffer:
