@@ -20,6 +20,7 @@ RUN_MARKER = "run.json"
 LOCK_FILE = "agent.lock"
 LEDGER_FILE = "speedtest.json"  # the speed test's data budget
 PROTOCOL_FILE = "mqtt_protocol.json"  # per broker, the MQTT version `broker.protocol: auto` chose
+HELD_LOST_FILE = "held-lost.json"  # readings a stop took from memory before they reached the disk
 QUARANTINE_INFIX = ".corrupt-"  # buffer.sqlite.corrupt-<stamp>: a damaged buffer kept aside
 
 

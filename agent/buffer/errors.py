@@ -8,7 +8,12 @@ class BufferError(Exception):
     """The buffer cannot be used; the message says what to do."""
 
 
-class DiskFull(BufferError):
+class Unwritable(BufferError):
+    """The file system refuses the buffer's writes (full, read-only, failing): readings wait in
+    memory and the write is tried again; not damage, so the file is never quarantined for it."""
+
+
+class DiskFull(Unwritable):
     """Less free space than the configured floor: the round is kept out of the file."""
 
 

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from agent.buffer.errors import BufferError, CorruptBuffer
+from agent.buffer.errors import BufferError, CorruptBuffer, Unwritable
 from agent.buffer.rows import (
     INSERT_ROUND,
     ROUNDS_FROM,
@@ -30,7 +30,9 @@ def connect(path: Path) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
-    except (OSError, sqlite3.Error) as err:
+    except OSError as err:
+        raise Unwritable(f"cannot create the buffer {path}: {err.strerror}") from err
+    except sqlite3.Error as err:
         raise BufferError(
             f"cannot open the buffer {path}: {err}; check that state_dir exists and is "
             "writable by the agent"
@@ -58,11 +60,33 @@ def connect(path: Path) -> sqlite3.Connection:
         check_rounds(conn)
     except sqlite3.DatabaseError as err:
         conn.close()
-        raise CorruptBuffer(f"{path} is not a usable database: {err}") from err
+        raise damage_or_refusal(path, err) from err
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+# SQLite's primary result codes that say the file system, not the file, is at fault.
+_REFUSALS = {
+    8: "the file system is read-only",  # SQLITE_READONLY
+    10: "an I/O error",  # SQLITE_IOERR
+    13: "the disk is full",  # SQLITE_FULL
+    14: "the file cannot be opened",  # SQLITE_CANTOPEN
+}
+
+
+def damage_or_refusal(path: Path, err: sqlite3.DatabaseError) -> BufferError:
+    """CorruptBuffer for a damaged file; Unwritable when the disk is full or read-only, which no
+    quarantine would cure (and which would need a write to move the file anyway)."""
+    code = getattr(err, "sqlite_errorcode", None)
+    refusal = _REFUSALS.get(code & 0xFF) if isinstance(code, int) else None
+    if refusal is not None:
+        return Unwritable(
+            f"cannot write the buffer {path}: {refusal} ({err}); free space or fix the SD card: "
+            "readings wait in memory meanwhile"
+        )
+    return CorruptBuffer(f"{path} is not a usable database: {err}")
 
 
 def check_schema(conn: sqlite3.Connection, path: Path) -> None:
@@ -168,11 +192,24 @@ def last_seq_of(path: Path) -> int:
 
 
 def quarantine(path: Path, now: float | None = None) -> Path:
-    """Move a damaged buffer (and its WAL) aside, keeping it for a technician; return the new name."""
+    """Move a damaged buffer (and its WAL) aside, keeping it for a technician; return the new name.
+
+    The name never collides: a gateway without a real-time clock starts at the same wall time
+    at every boot, so the stamp alone would let a second quarantine overwrite the first."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now if now is not None else time.time()))
-    target = path.with_name(f"{path.name}{QUARANTINE_INFIX}{stamp}")
-    for suffix in ("", "-wal", "-shm"):
+    suffixes = ("", "-wal", "-shm")
+    number = 1
+    while True:
+        target = path.with_name(f"{path.name}{QUARANTINE_INFIX}{stamp}-{number}")
+        if not any(Path(f"{target}{suffix}").exists() for suffix in suffixes):
+            break
+        number += 1
+    for suffix in ("", "-wal"):
         source = Path(f"{path}{suffix}")
         if source.exists():
             source.rename(Path(f"{target}{suffix}"))
+    # The -shm is only an index of the -wal, and after a crash or a damaged -wal a wrong one: a
+    # reader trusting it reads frames that are not there. Without it SQLite rebuilds the index
+    # from the frames whose checksums hold, which is what the salvage must see.
+    Path(f"{path}-shm").unlink(missing_ok=True)
     return target

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.buffer.errors import BufferError, CorruptBuffer, DiskFull
-from agent.buffer.recovery import connect
+from agent.buffer.errors import BufferError, DiskFull
+from agent.buffer.recovery import connect, damage_or_refusal
 from agent.buffer.rows import (
     CLOCK_RESTAMPED,
     CLOCK_SYNCED,
@@ -113,7 +113,7 @@ class Buffer:
         """Open or create the buffer. Raise BufferError if it is unusable or belongs to another site.
 
         A file that is not a database, or fails its integrity check, raises CorruptBuffer so that the
-        caller can quarantine it and start afresh.
+        caller can quarantine it and start afresh; a full or read-only disk raises Unwritable.
         """
         conn = connect(path)
         try:
@@ -127,7 +127,7 @@ class Buffer:
             buffer._claim(site)
         except sqlite3.DatabaseError as err:
             conn.close()
-            raise CorruptBuffer(f"{path} is not a usable database: {err}") from err
+            raise damage_or_refusal(path, err) from err
         except BaseException:
             conn.close()
             raise

@@ -25,7 +25,7 @@ from agent.config.schema import Config
 from agent.daemon.compose import Sources, build_link, start_agent
 from agent.daemon.loop import drain_before_exit, run_loop
 from agent.daemon.sdnotify import Notifier
-from agent.daemon.state import mark_running
+from agent.daemon.state import mark_running, save_held_lost
 from agent.daemon.stopping import Stopping
 from agent.files import LOCK_FILE
 
@@ -40,7 +40,13 @@ def hold_state_lock(state_dir: Path) -> TextIO | None:
 
     Two agents on one buffer would each think the other's rows are theirs to send and delete.
     """
-    handle = (state_dir / LOCK_FILE).open("a")
+    try:
+        handle = (state_dir / LOCK_FILE).open("a")
+    except OSError as err:
+        if err.errno not in (errno.EROFS, errno.ENOSPC):
+            raise
+        # A full or read-only card: flock works on a file opened for reading just the same.
+        handle = (state_dir / LOCK_FILE).open("r")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -114,8 +120,7 @@ def cmd_run(args: argparse.Namespace, load: Callable[[Path], Config]) -> int:
     except BufferError as err:
         log.error("buffer_unusable", error=str(err))
         return EX_SOFTWARE
-    buffer = agent.buffer
-    backlog = buffer.stats().count
+    backlog = agent.buffer.stats().count
     log.info(
         "agent_started",
         site=config.site_id,
@@ -141,12 +146,21 @@ def cmd_run(args: argparse.Namespace, load: Callable[[Path], Config]) -> int:
     # (systemd's TimeoutStopSec is longer) even when the round in progress was slow.
     deadline = (stopping.at or time.monotonic()) + STOP_WITHIN_S
     drain_before_exit(agent, timeout_s=min(2.0, max(0.0, deadline - time.monotonic() - 3.0)))
+    held = agent.flush_held()
     agent.write_status()
+    if held:
+        # Rounds that never reached the disk go with the process: counted at the next start.
+        log.error("held_readings_lost", readings=held)
+        try:
+            save_held_lost(config.state_dir, held)
+        except OSError as err:
+            log.warning("held_count_not_saved", error=err.strerror, readings=held)
     try:
         mark_running(config.state_dir, boot_id, clean=True)
     except OSError as err:
         log.warning("clean_stop_marker_not_saved", error=err.strerror)
     said_offline = link.stop(timeout_s=min(3.0, max(0.5, deadline - time.monotonic())))
-    log.info("agent_stopped", backlog=buffer.stats().count, offline_published=said_offline)
-    buffer.close()
+    # The agent's buffer, not the one it started with: a disk full at start-up opens it late.
+    log.info("agent_stopped", backlog=agent.buffer.stats().count, offline_published=said_offline)
+    agent.buffer.close()
     return EX_OK

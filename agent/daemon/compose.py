@@ -18,8 +18,8 @@ from pathlib import Path
 import structlog
 
 from agent import __version__
-from agent.buffer.errors import CorruptBuffer
-from agent.buffer.recovery import last_seq_of, quarantine
+from agent.buffer.damage import Settings, Witness, open_checked, stand_in
+from agent.buffer.errors import BufferError, Unwritable
 from agent.buffer.store import Buffer, FreeBytes, disk_free_bytes
 from agent.clock import Clock
 from agent.config.load import config_digest
@@ -27,8 +27,15 @@ from agent.config.schema import Config
 from agent.contract.control import encode_status
 from agent.contract.telemetry import encode_telemetry
 from agent.contract.topics import topic
-from agent.daemon.rounds import Agent, AgentLink
-from agent.daemon.state import StartKind, StatusRecord, classify_start, mark_running, read_marker
+from agent.daemon.rounds import Agent, AgentLink, Reopen
+from agent.daemon.state import (
+    StartKind,
+    StatusRecord,
+    classify_start,
+    mark_running,
+    read_marker,
+    take_held_lost,
+)
 from agent.daemon.stopping import Stopping
 from agent.files import LEDGER_FILE, buffer_path, status_path
 from agent.probes.base import Probe
@@ -143,40 +150,54 @@ def build_probes(
 
 
 def open_buffer(
-    config: Config, *, now: float, free_bytes: FreeBytes = disk_free_bytes
+    config: Config,
+    *,
+    now: float,
+    free_bytes: FreeBytes = disk_free_bytes,
+    ran_before: bool = False,
 ) -> tuple[Buffer, list[Sample]]:
-    """Open the site's buffer. A damaged file is moved aside (kept for a technician) and a fresh one
-    started, with an event reading so the office learns of it; the agent never crash-loops on it."""
+    """Open the site's buffer. A damaged file is moved aside (kept for a technician), what it
+    still holds salvaged into a fresh one, and an event reading counts what was recovered and
+    lost; the agent never crash-loops on it. Raise Unwritable when the disk refuses the writes
+    this needs: the caller holds rounds in memory and calls again later."""
     path = buffer_path(config.state_dir)
-
-    def opened() -> Buffer:
-        return Buffer.open(
-            path,
-            site=config.site_id,
-            max_readings=config.buffer.max_readings,
-            min_free_bytes=int(config.buffer.min_free_mb * 1024 * 1024),
-            free_bytes=free_bytes,
-        )
-
-    try:
-        return opened(), []
-    except CorruptBuffer as err:
-        moved = quarantine(path, now)
-        # seq must never be reused, or the collector's (site, seq) dedupe would drop new readings
-        # as repeats: continue after the highest seq the damaged file or the status file knew.
-        status = StatusRecord.read(status_path(config.state_dir, config.status_dir))
-        seed = max(last_seq_of(moved), status.last_seq if status else 0)
-        log.error(
-            "buffer_corrupt_quarantined", error=str(err), moved_to=str(moved), seq_continues=seed
-        )
-        buffer = opened()
-        buffer.continue_seq_after(seed)
-        event = Sample(
-            metric="event.buffer_quarantined",
-            value=1.0,
-            tags={"file": moved.name, "last_seq": str(seed)},
-        )
-        return buffer, [event]
+    # seq must never be reused, or the collector's (site, seq) dedupe would drop new readings as
+    # repeats: the status file witnesses the last seq given, from outside the buffer's files.
+    status = StatusRecord.read(status_path(config.state_dir, config.status_dir))
+    mine = status is not None and status.site == config.site_id
+    witness = Witness(
+        last_seq=status.last_seq if status and mine else 0,
+        backlog=status.backlog if status and mine else None,
+        ran_before=ran_before,
+    )
+    settings = Settings(
+        site=config.site_id,
+        max_readings=config.buffer.max_readings,
+        min_free_bytes=int(config.buffer.min_free_mb * 1024 * 1024),
+        free_bytes=free_bytes,
+    )
+    buffer, moved = open_checked(path, settings, witness=witness, now=now)
+    if moved is None:
+        return buffer, []
+    log.error(
+        "buffer_corrupt_quarantined",
+        error=moved.reason,
+        moved_to=str(moved.moved_to),
+        recovered=moved.recovered,
+        lost=moved.lost,
+        seq_continues=moved.last_seq,
+    )
+    event = Sample(
+        metric="event.buffer_quarantined",
+        value=float(moved.lost),
+        tags={
+            "file": moved.moved_to.name if moved.moved_to else "",
+            "last_seq": str(moved.last_seq),
+            "recovered": str(moved.recovered),
+            "lost": str(moved.lost),
+        },
+    )
+    return buffer, [event]
 
 
 def build_link(config: Config, *, wall: Callable[[], float] = time.time) -> MqttLink:
@@ -210,6 +231,9 @@ def build_agent(
     probes: list[Probe],
     buffer: Buffer,
     start_samples: list[Sample],
+    reopen: Reopen | None = None,
+    opened: bool = True,
+    lost_unrecorded: int = 0,
 ) -> Agent:
     """Assemble one site's agent from its parts."""
     broker = config.broker
@@ -239,6 +263,9 @@ def build_agent(
         outbox=outbox,
         link=link,
         start_samples=start_samples,
+        reopen=reopen,
+        opened=opened,
+        lost_unrecorded=lost_unrecorded,
     )
 
 
@@ -253,14 +280,45 @@ def start_agent(
     """The start-up sequence `run` and the simulator share: judge the last stop from the run
     marker, mark this run as not yet cleanly stopped, open the buffer (quarantining a damaged
     one) and build the agent with every probe in `registry`, its first round carrying an
-    `event.agent_start` reading with the reason. Raise OSError when the state directory cannot
-    take the run marker, BufferError when the buffer cannot be opened."""
+    `event.agent_start` reading with the reason. A full or read-only disk does not stop it: the
+    agent starts with the rounds held in memory and opens the buffer once the disk takes writes.
+    Raise BufferError when the buffer cannot be used for another reason."""
     marker = read_marker(config.state_dir)
-    mark_running(config.state_dir, boot_id, clean=False)
+    try:
+        mark_running(config.state_dir, boot_id, clean=False)
+    except OSError as err:
+        # A full or read-only card: measure on in the same degraded mode as when it happens while
+        # running, rather than exit and be restarted into the same wall.
+        log.warning("run_marker_not_saved", error=err.strerror)
     start = classify_start(marker, boot_id)
-    buffer, start_samples = open_buffer(
-        config, now=sources.clock.wall(), free_bytes=sources.free_bytes
-    )
+
+    def reopen() -> tuple[Buffer, list[Sample]]:
+        return open_buffer(
+            config,
+            now=sources.clock.wall(),
+            free_bytes=sources.free_bytes,
+            ran_before=marker is not None,
+        )
+
+    status = StatusRecord.read(status_path(config.state_dir, config.status_dir))
+    late: Reopen | None = None
+    try:
+        buffer, start_samples = reopen()
+    except Unwritable as err:
+        log.error("buffer_not_opened", error=str(err), message="readings wait in memory")
+        last_seq = status.last_seq if status else 0
+        buffer, start_samples, late = stand_in(config.site_id, last_seq=last_seq), [], reopen
+    held = take_held_lost(config.state_dir, status)
+    if held:
+        # A loss is never silent: the readings the last run held in memory and could not write.
+        log.warning("held_readings_lost", readings=held)
+        start_samples.append(Sample(metric="event.buffer_held_lost", value=float(held)))
+        if late is None:
+            try:
+                buffer.add_dropped(held)
+                held = 0
+            except BufferError as err:
+                log.warning("buffer_drop_count_not_saved", error=str(err))
     start_samples.append(
         Sample(metric="event.agent_start", value=1.0, tags={"reason": start.reason})
     )
@@ -272,5 +330,8 @@ def start_agent(
         probes=build_probes(config, sources, registry),
         buffer=buffer,
         start_samples=start_samples,
+        reopen=reopen,
+        opened=late is None,
+        lost_unrecorded=held,
     )
     return agent, start

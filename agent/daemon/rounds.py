@@ -15,8 +15,9 @@ from typing import Protocol
 import structlog
 
 from agent import __version__
-from agent.buffer.errors import BufferError
-from agent.buffer.store import Appended, BufferStats
+from agent.buffer.damage import stand_in
+from agent.buffer.errors import BufferError, CorruptBuffer
+from agent.buffer.store import Appended, Buffer, BufferStats
 from agent.clock import Clock
 from agent.config.load import config_digest
 from agent.config.schema import Config
@@ -34,6 +35,9 @@ log = structlog.get_logger("agent")
 
 # Rounds kept in memory while the buffer cannot be written (disk full, card read-only).
 PENDING_ROUNDS_MAX = 120
+
+# Opens the real buffer (and says what its opening found, as event readings).
+Reopen = Callable[[], tuple[Buffer, list[Sample]]]
 
 
 class AgentLink(Link, Protocol):
@@ -82,7 +86,14 @@ class Agent:
         outbox: Outbox,
         link: AgentLink,
         start_samples: Sequence[Sample] = (),
+        reopen: Reopen | None = None,
+        opened: bool = True,
+        lost_unrecorded: int = 0,
     ) -> None:
+        """`reopen` opens the buffer again, quarantining it if damaged: at once when a read finds
+        damage, and round after round when start-up found the disk refusing it (`opened` False:
+        `buffer` is an empty stand-in). `lost_unrecorded` counts readings a previous run held in
+        memory and never wrote, added to the buffer's dropped count once it takes writes."""
         self.site = config.site_id
         self._clock = clock
         self._boot_id = boot_id
@@ -96,8 +107,10 @@ class Agent:
         self._backhaul = BackhaulTracker(clock)
         self._synced = False
         self._pending: deque[tuple[Stamp, list[Sample]]] = deque()
-        self._pending_lost = 0
-        self._pending_lost_unrecorded = 0
+        self._pending_lost = lost_unrecorded
+        self._pending_lost_unrecorded = lost_unrecorded
+        self._opener = reopen
+        self._reopen = None if opened else reopen
         self._refused_since: float | None = None
         self._status_failing = False
         self._delete_failing = False
@@ -158,11 +171,14 @@ class Agent:
         read-only) rounds wait in memory, bounded; the office is alarmed on the event topic at once
         and gets a durable event with the duration once the buffer takes writes again."""
         last: Appended | None = None
+        if self._reopen is not None and not self._open_late():
+            return None
         while self._pending:
             stamp, samples = self._pending[0]
             try:
                 last = self.outbox.commit(stamp, samples)
             except BufferError as err:
+                self._damage_found(err)
                 self._buffer_refused(err)
                 return None
             self._pending.popleft()
@@ -171,6 +187,46 @@ class Agent:
         if self._refused_since is not None:
             self._buffer_recovered()
         return last
+
+    def _damage_found(self, err: BufferError) -> None:
+        """A round that no longer decodes, found while running: close the file and open it again
+        at the next round, which quarantines it and salvages the rest. Meanwhile an empty stand-in
+        answers reads, and rounds wait in memory."""
+        if not isinstance(err, CorruptBuffer) or self._opener is None or self._reopen is not None:
+            return
+        log.error("buffer_damaged_while_running", error=str(err))
+        last_seq = self.buffer.stats().last_seq
+        self.buffer.close()
+        self.buffer = self.outbox.buffer = stand_in(self.site, last_seq=last_seq)
+        self._reopen = self._opener
+
+    def _open_late(self) -> bool:
+        """Try to open the buffer start-up could not; True once it is open."""
+        assert self._reopen is not None
+        try:
+            buffer, samples = self._reopen()
+        except BufferError as err:
+            # Tried again at every round: a full disk is freed, a card is repaired.
+            self._buffer_refused(err)
+            return False
+        self._reopen = None
+        self.buffer.close()
+        self.buffer = self.outbox.buffer = buffer
+        self._next_samples.extend(samples)
+        log.info("buffer_opened_late", backlog=buffer.count)
+        return True
+
+    def flush_held(self) -> int:
+        """One more try to commit the rounds held in memory (the agent is stopping); return how
+        many readings never reached the buffer's count of losses: held, or lost beyond the bound
+        and not yet added to it."""
+        if self._pending:
+            self._flush_pending()
+        return self.held_lost()
+
+    def held_lost(self) -> int:
+        """Readings in memory that the buffer never took, and losses it does not count yet."""
+        return sum(len(samples) for _, samples in self._pending) + self._pending_lost_unrecorded
 
     def _buffer_refused(self, err: BufferError) -> None:
         now = self._clock.monotonic()
@@ -244,6 +300,7 @@ class Agent:
                 self.outbox.pump(self._clock.monotonic())
         except BufferError as err:
             log.error("buffer_read_failed", error=str(err))
+            self._damage_found(err)
         return handled
 
     def _log_link_event(self, event: LinkEvent) -> None:
@@ -295,6 +352,7 @@ class Agent:
             oldest_unsent_ts_ms=stats.oldest_ts_ms,
             dropped_total=self.dropped_total(stats),
             pending_in_memory=sum(len(samples) for _, samples in self._pending),
+            lost_unrecorded=self._pending_lost_unrecorded,
             rejected_total=sent.rejected_total,
             readings_acked=sent.readings_acked,
             in_flight=self.outbox.in_flight,

@@ -6,6 +6,7 @@ stop from a crash or a power cut). This module is the only one that writes or pa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.clock import read_boot_id
-from agent.files import RUN_MARKER, read_json, replace_json, replace_json_durably
+from agent.files import HELD_LOST_FILE, RUN_MARKER, read_json, replace_json, replace_json_durably
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,7 +42,8 @@ class StatusRecord:
     last_seq: int = 0
     oldest_unsent_ts_ms: int | None = None
     dropped_total: int | None = None
-    pending_in_memory: int = 0
+    pending_in_memory: int = 0  # readings held while the buffer refuses writes: lost if it stops
+    lost_unrecorded: int = 0  # readings lost from memory, not yet in the buffer's dropped count
     rejected_total: int = 0
     readings_acked: int = 0
     in_flight: int = 0
@@ -112,6 +114,27 @@ def mark_running(state_dir: Path, boot_id: str, *, clean: bool) -> None:
     replace_json_durably(
         state_dir / RUN_MARKER, {"boot_id": boot_id, "clean": clean, "pid": os.getpid()}
     )
+
+
+def save_held_lost(state_dir: Path, readings: int) -> None:
+    """Record, beside the buffer, readings a stop takes from memory before they reached the disk:
+    the status file may be on a tmpfs that a reboot empties. Fsynced, like the run marker."""
+    replace_json_durably(state_dir / HELD_LOST_FILE, {"readings": readings})
+
+
+def take_held_lost(state_dir: Path, status: StatusRecord | None) -> int:
+    """Readings the previous run held in memory and lost (its stop, or its crash), from the file
+    beside the buffer or its last status, whichever knows more (both describe the same run); the
+    file is removed: from here on the count lives in this run's status until it is recorded."""
+    saved = read_json(state_dir / HELD_LOST_FILE) or {}
+    readings = saved.get("readings")
+    found = readings if isinstance(readings, int) and readings > 0 else 0
+    if status is not None:
+        found = max(found, status.pending_in_memory + status.lost_unrecorded)
+    # On a read-only card it stays: the count may be reported twice, never lost.
+    with contextlib.suppress(OSError):
+        (state_dir / HELD_LOST_FILE).unlink(missing_ok=True)
+    return found
 
 
 Judged = Literal["running", "stale", "stopped", "never"]

@@ -498,7 +498,12 @@ def test_corrupt_buffer_is_quarantined_without_a_crash_loop(tmp_path: Path, brok
     alarms = [
         r for r in collector.readings(SITE, new_epoch) if r.metric == "event.buffer_quarantined"
     ]
-    assert [dict(r.tags) for r in alarms] == [{"file": kept.name, "last_seq": str(last_before)}]
+    # Nothing in a file whose first page is gone reads; what it held unsent is counted lost.
+    lost = str(int(alarms[0].value))
+    assert [dict(r.tags) for r in alarms] == [
+        {"file": kept.name, "last_seq": str(last_before), "recovered": "0", "lost": lost}
+    ]
+    assert int(lost) >= len(destroyed)
     # At most the rounds committed after the last send: the stop drains what is in flight only.
     assert len(left_in_file - delivered_before) <= 5 * 60, sorted(left_in_file - delivered_before)
 
@@ -572,3 +577,322 @@ def test_bad_permissions_and_missing_files_exit_78(tmp_path: Path) -> None:
     assert f"At 'broker.key_file': {key} is readable by every user" in result.stderr
     assert f"chmod 0640 {key}" in result.stderr
     assert f"At 'broker.ca_file': no such file {tmp_path / 'missing-ca.crt'}" in result.stderr
+
+
+def _wal_cut(path: Path) -> None:
+    wal = Path(f"{path}-wal")
+    wal.write_bytes(wal.read_bytes()[: wal.stat().st_size // 2])
+
+
+def _wal_garbage(path: Path) -> None:
+    wal = Path(f"{path}-wal")
+    data = bytearray(wal.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = random.Random(17).randbytes(4096)
+    wal.write_bytes(bytes(data))
+
+
+def _checkpointed(path: Path) -> None:
+    """Fold the -wal into the file, as the last close does, so that damage hits the file's pages."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def _page_garbage(path: Path) -> None:
+    _checkpointed(path)
+    data = bytearray(path.read_bytes())
+    pages = len(data) // 1024
+    middle = pages * 2 // 3
+    data[middle * 1024 : (middle + 1) * 1024] = random.Random(23).randbytes(1024)
+    path.write_bytes(bytes(data))
+
+
+def _one_bad_round(path: Path) -> None:
+    _checkpointed(path)
+    conn = sqlite3.connect(path)
+    (first,) = conn.execute(
+        "SELECT first_seq FROM rounds ORDER BY first_seq LIMIT 1 OFFSET "
+        "(SELECT COUNT(*) / 2 FROM rounds)"
+    ).fetchone()
+    conn.execute("UPDATE rounds SET body = x'789c0102' WHERE first_seq = ?", (first,))
+    conn.commit()
+    conn.close()
+
+
+DAMAGE = {
+    "-wal deleted": lambda path: Path(f"{path}-wal").unlink(),
+    "-wal cut in half": _wal_cut,
+    "-wal 4 KiB of garbage": _wal_garbage,
+    "database 0 bytes": lambda path: path.write_bytes(b""),
+    "a page of garbage": _page_garbage,
+    "one round's blob": _one_bad_round,
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_buffer_files_are_salvaged_counted_and_published(
+    tmp_path: Path, broker: Broker, damage: str
+) -> None:
+    """Rows 25, 26: the agent is killed with a backlog, then its files are damaged. The next start
+    quarantines the file, delivers every round that still reads with its seq, and publishes how
+    many readings were recovered and lost: every committed reading arrives or is counted."""
+    config = _config(tmp_path, broker.url())
+    with Collector(broker.url(), PREFIX) as collector:
+        with AgentProcess(config) as agent:
+            wait_until(lambda: len(collector.seqs(SITE)) > 20, 20, agent.log())
+            broker.pause()
+            before, _ = buffer_state(agent.state_dir)
+            wait_until(lambda: buffer_state(agent.state_dir)[0] > before + 600, 30)
+            agent.kill()
+        broker.resume()
+        _quiet(collector, quiet_s=1.0)
+        committed, _ = buffer_state(agent.state_dir)
+        delivered_before = collector.seqs(SITE)
+        path = agent.state_dir / "buffer.sqlite"
+        DAMAGE[damage](path)
+        with AgentProcess(config) as agent:
+            wait_until(
+                lambda: any(
+                    r.metric == "event.buffer_quarantined" for r in collector.readings(SITE)
+                ),
+                30,
+                agent.log(),
+            )
+            # Oldest first: once newer readings arrive, every salvaged one went before them.
+            wait_until(lambda: max(collector.seqs(SITE)) > committed + 100, 30, agent.log())
+            (event,) = [
+                r for r in collector.readings(SITE) if r.metric == "event.buffer_quarantined"
+            ]
+            # Gone for good: committed, never delivered before the damage nor salvaged after.
+            gone = frozenset(set(range(1, committed + 1)) - collector.seqs(SITE))
+            new_seqs = collector.seqs(SITE) - set(range(1, committed + 1))
+            assert min(new_seqs) > committed  # no seq given twice
+            _finish(agent, collector, f"25/26 {damage}", "kill -9, then the damage", excused=gone)
+    recovered, lost = int(event.tags["recovered"]), int(event.tags["lost"])
+    unsent = committed - len(delivered_before)
+    print(
+        f"\n{damage}: committed {committed}, unsent at the kill {unsent}, recovered {recovered},"
+        f" counted lost {lost}, really lost {len(gone)}"
+    )
+    assert len(gone) <= lost, (damage, len(gone), lost)  # never silent
+    assert event.value == lost
+    assert len(list(agent.state_dir.glob("buffer.sqlite.corrupt-*-1"))) == 1
+    if damage in ("a page of garbage", "one round's blob"):
+        # Only what the damaged page or round held: the rest of the backlog came through.
+        assert recovered > 0 and len(gone) < unsent
+
+
+def _fill(card: Path) -> Path:
+    """Fill the file system to ENOSPC; return the ballast file."""
+    ballast = card / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 65536):
+            pass
+    except OSError:
+        pass  # ENOSPC: the card is full, which is the point
+    finally:
+        os.close(fd)
+    return ballast
+
+
+@pytest.mark.parametrize("before", ["restart", "first start"])
+def test_disk_full_at_start_up_measures_in_memory_and_delivers_after(
+    tmp_path: Path, broker: Broker, small_tmpfs: Path, before: str
+) -> None:
+    """Row 28: the state file system is full (ENOSPC) before `run`, on a buffer that exists or on
+    none yet. No exit 73 and no restart loop: the agent measures, holds rounds in memory, alarms,
+    and opens the buffer and delivers once space returns."""
+    with tmpfs(small_tmpfs, "8m") as card:
+        config = write_config(
+            tmp_path,
+            broker_url=broker.url(),
+            extra={
+                "state_dir": str(card / "state"),
+                "status_dir": str(tmp_path / "status"),
+                "buffer": {"min_free_mb": 0},
+            },
+        )
+        listener = EventListener(broker)
+        try:
+            with Collector(broker.url(), PREFIX) as collector:
+                if before == "restart":
+                    with AgentProcess(config) as agent:
+                        wait_until(lambda: len(collector.seqs(SITE)) > 10, 20, agent.log())
+                        assert agent.terminate() == 0
+                else:
+                    (card / "state").mkdir()
+                delivered_before = len(collector.seqs(SITE))
+                ballast = _fill(card)
+                with AgentProcess(config) as agent:
+                    wait_until(
+                        lambda: any(e["event"] == "buffer_unwritable" for e in listener.events),
+                        20,
+                        agent.log(),
+                    )
+                    held = agent.wait_status("pending_in_memory", lambda n: n > 30, 20)
+                    assert agent.running(), agent.log()[-3000:]
+                    assert held["last_error"]
+                    ballast.unlink()
+                    agent.wait_status("pending_in_memory", lambda n: n == 0, 30)
+                    wait_until(
+                        lambda: any(
+                            r.metric == "event.buffer_unwritable_s"
+                            for r in collector.readings(SITE)
+                        ),
+                        20,
+                        agent.log(),
+                    )
+                    assert "buffer_opened_late" in agent.log()
+                    _finish(agent, collector, f"28 disk full at {before}", "tmpfs full before run")
+                assert "Traceback" not in agent.log(), agent.log()[-3000:]
+                print(
+                    f"\n{before}: held in memory {held['pending_in_memory']} readings, "
+                    f"delivered after space returned {len(collector.seqs(SITE)) - delivered_before}"
+                )
+        finally:
+            listener.stop()
+
+
+def test_rounds_held_at_a_stop_are_counted_at_the_next_start(
+    tmp_path: Path, broker: Broker, small_tmpfs: Path
+) -> None:
+    """Row 29: below the free-space floor rounds wait in memory; SIGTERM then loses them with the
+    process. The count survives (beside the buffer and in the status file), and the next start adds
+    it to buffer.dropped_total and publishes event.buffer_held_lost: the loss is not silent."""
+    with tmpfs(small_tmpfs, "16m") as card:
+        config = write_config(
+            tmp_path,
+            broker_url=broker.url(),
+            extra={"state_dir": str(card / "state"), "buffer": {"min_free_mb": 6}},
+        )
+        with Collector(broker.url(), PREFIX) as collector:
+            with AgentProcess(config) as agent:
+                wait_until(lambda: len(collector.seqs(SITE)) > 10, 20, agent.log())
+                free = os.statvfs(card).f_bavail * os.statvfs(card).f_frsize
+                ballast = card / "ballast"
+                ballast.write_bytes(b"\0" * (free - 3 * 1024 * 1024))
+                agent.wait_status("pending_in_memory", lambda n: n > 30, 20)
+                assert agent.terminate() == 0
+            final = json.loads((agent.state_dir / "status.json").read_text())
+            held = final["pending_in_memory"] + final["lost_unrecorded"]
+            assert held > 30
+            saved = json.loads((agent.state_dir / "held-lost.json").read_text())
+            assert saved == {"readings": held}
+            ballast.unlink()
+            with AgentProcess(config) as agent:
+                wait_until(
+                    lambda: any(
+                        r.metric == "event.buffer_held_lost" for r in collector.readings(SITE)
+                    ),
+                    20,
+                    agent.log(),
+                )
+                (event,) = [
+                    r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"
+                ]
+                assert event.value == held
+                dropped = [
+                    r.value for r in collector.readings(SITE) if r.metric == "buffer.dropped_total"
+                ]
+                assert dropped[-1] >= held
+                assert not (agent.state_dir / "held-lost.json").exists()
+                _finish(agent, collector, "29 stop while holding rounds", "floor, then SIGTERM")
+            # Counted once: a further restart does not report them again.
+            with AgentProcess(config) as agent:
+                wait_until(lambda: agent.status().get("readings_acked", 0) > 0, 20, agent.log())
+                assert agent.terminate() == 0
+            events = [r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"]
+            assert len(events) == 1
+    print(f"\nheld in memory at the stop and counted at the next start: {held} readings")
+
+
+def test_a_round_damaged_while_running_is_quarantined_and_the_rest_delivered(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Row 26 while running: a round's blob goes bad under the running agent (bit rot). The read
+    that meets it makes the agent quarantine the file at the next round and salvage the rest:
+    only that round is lost, counted in event.buffer_quarantined; no crash, no stalled delivery."""
+    config = _config(tmp_path, broker.url())
+    with Collector(broker.url(), PREFIX) as collector, AgentProcess(config) as agent:
+        wait_until(lambda: len(collector.seqs(SITE)) > 20, 20, agent.log())
+        broker.pause()
+        before, _ = buffer_state(agent.state_dir)
+        wait_until(lambda: buffer_state(agent.state_dir)[0] > before + 200, 30)
+        conn = sqlite3.connect(agent.state_dir / "buffer.sqlite", timeout=10)
+        first, n = conn.execute(
+            # Well past what is in flight: rows in flight are deleted on their ack, never read.
+            "SELECT first_seq, n FROM rounds WHERE first_seq > ? ORDER BY first_seq LIMIT 1",
+            (before + 150,),
+        ).fetchone()
+        conn.execute("UPDATE rounds SET body = x'789c0102' WHERE first_seq = ?", (first,))
+        conn.commit()
+        conn.close()
+        broker.resume()
+        wait_until(
+            lambda: any(r.metric == "event.buffer_quarantined" for r in collector.readings(SITE)),
+            30,
+            agent.log(),
+        )
+        (event,) = [r for r in collector.readings(SITE) if r.metric == "event.buffer_quarantined"]
+        assert (event.tags["lost"], event.value) == (str(n), n)
+        gone = frozenset(range(first, first + n))
+        _finish(
+            agent, collector, "26 one round damaged while running", "blob overwritten", excused=gone
+        )
+        assert not gone & collector.seqs(SITE)
+    assert "buffer_damaged_while_running" in agent.log()
+    print(f"\nround of {n} readings damaged while running: recovered {event.tags['recovered']}")
+
+
+def test_read_only_card_at_start_up_runs_degraded_and_counts_what_it_held(
+    tmp_path: Path, broker: Broker, card: Card
+) -> None:
+    """Row 28, read-only: the card failed (ext4 error, errors=remount-ro) before `run`. The agent
+    does not exit into a restart loop: it measures, alarms and holds rounds in memory; its stop
+    loses them, and that count (kept in the status file on another file system) is published at
+    the first start after the card is repaired."""
+    config = write_config(
+        tmp_path,
+        broker_url=broker.url(),
+        extra={"state_dir": str(card.mount / "state"), "status_dir": str(tmp_path / "status")},
+    )
+    listener = EventListener(broker)
+    try:
+        with Collector(broker.url(), PREFIX) as collector:
+            with AgentProcess(config) as agent:
+                wait_until(lambda: len(collector.seqs(SITE)) > 10, 20, agent.log())
+                assert agent.terminate() == 0
+            card.fail()
+            with AgentProcess(config) as agent:
+                wait_until(
+                    lambda: any(e["event"] == "buffer_unwritable" for e in listener.events),
+                    20,
+                    agent.log(),
+                )
+                agent.wait_status("pending_in_memory", lambda n: n > 30, 20)
+                assert agent.running(), agent.log()[-3000:]
+                assert agent.terminate() == 0, agent.log()[-3000:]
+            assert "Traceback" not in agent.log(), agent.log()[-3000:]
+            final = json.loads((tmp_path / "status" / "status.json").read_text())
+            held = final["pending_in_memory"] + final["lost_unrecorded"]
+            card.repair()
+            with AgentProcess(config) as agent:
+                wait_until(
+                    lambda: any(
+                        r.metric == "event.buffer_held_lost" for r in collector.readings(SITE)
+                    ),
+                    20,
+                    agent.log(),
+                )
+                (event,) = [
+                    r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"
+                ]
+                assert event.value == held
+                _finish(
+                    agent, collector, "28 SD card read-only at start-up", "ext4 error before run"
+                )
+    finally:
+        listener.stop()
+    print(f"\nread-only card at start-up: {held} readings held, then counted at the next start")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.buffer.damage import Quarantined, Settings, Witness, open_checked
 from agent.buffer.errors import BufferError, CorruptBuffer, DiskFull
 from agent.buffer.recovery import last_seq_of, quarantine
 from agent.buffer.store import Buffer
@@ -393,3 +394,170 @@ def test_a_damaged_round_that_sqlite_accepts_is_caught_at_open(tmp_path: Path) -
     _tamper(path, "UPDATE rounds SET body = x'789c0102' WHERE first_seq = 6")
     with pytest.raises(CorruptBuffer, match="seq 6"):
         _open(path)
+
+
+# -- damage found at open: quarantined, salvaged, counted -------------------------------------
+
+
+def _crash_image(tmp_path: Path, *, on_disk: int = 20, in_wal: int = 10) -> tuple[Path, Witness]:
+    """A buffer as a kill -9 leaves it: `on_disk` rounds of 10 readings checkpointed into the
+    database file, `in_wal` more committed to the `-wal` only; and what the status file knew."""
+    live = tmp_path / "live" / "b.sqlite"
+    buffer = _open(live, max_readings=100_000)
+    for _ in range(on_disk):
+        buffer.append(_stamp(), _samples(10))
+    buffer.close()  # the last close checkpoints the WAL into the file
+    buffer = _open(live, max_readings=100_000)
+    for _ in range(in_wal):
+        buffer.append(_stamp(), _samples(10))
+    stats = buffer.stats()
+    image = tmp_path / "state" / "b.sqlite"
+    image.parent.mkdir()
+    for suffix in ("", "-wal"):
+        Path(f"{image}{suffix}").write_bytes(Path(f"{live}{suffix}").read_bytes())
+    buffer.close()
+    return image, Witness(last_seq=stats.last_seq, backlog=stats.count, ran_before=True)
+
+
+def _open_checked(path: Path, witness: Witness) -> tuple[Buffer, Quarantined | None]:
+    return open_checked(path, Settings(site=SITE, max_readings=100_000), witness=witness, now=0)
+
+
+def _seqs(buffer: Buffer) -> list[int]:
+    return [r.seq for r in buffer.oldest(limit=100_000)]
+
+
+def test_an_intact_crash_image_opens_without_quarantine(tmp_path: Path) -> None:
+    """The control: a file and its -wal as a kill -9 leaves them lose nothing and move nowhere."""
+    image, witness = _crash_image(tmp_path)
+    buffer, moved = _open_checked(image, witness)
+    assert moved is None
+    assert _seqs(buffer) == list(range(1, 301))
+
+
+def test_a_deleted_wal_is_detected_counted_and_the_rest_kept(tmp_path: Path) -> None:
+    """The -wal held 100 readings: they are counted lost, the 200 in the file kept with their
+    seqs, and numbering continues after the last seq ever given."""
+    image, witness = _crash_image(tmp_path)
+    Path(f"{image}-wal").unlink()
+    buffer, moved = _open_checked(image, witness)
+    assert moved is not None and moved.moved_to is not None
+    assert (moved.recovered, moved.lost, moved.last_seq) == (200, 100, 300)
+    assert moved.moved_to.exists() and "-wal" in moved.reason
+    assert _seqs(buffer) == list(range(1, 201))
+    assert buffer.append(_stamp(), _samples(1)).first_seq == 301
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_wal_loses_only_what_it_held_and_says_how_much(
+    tmp_path: Path, damage: str
+) -> None:
+    """A -wal cut short or overwritten in its middle: SQLite keeps the commits before the damage;
+    the rest is counted, so that recovered + lost is every reading committed."""
+    image, witness = _crash_image(tmp_path)
+    wal = Path(f"{image}-wal")
+    data = bytearray(wal.read_bytes())
+    half = len(data) // 2
+    if damage == "truncated":
+        wal.write_bytes(bytes(data[:half]))
+    else:
+        data[half : half + 3000] = random.Random(7).randbytes(3000)
+        wal.write_bytes(bytes(data))
+    buffer, moved = _open_checked(image, witness)
+    assert moved is not None
+    assert moved.recovered + moved.lost == 300
+    assert 200 <= moved.recovered < 300
+    assert _seqs(buffer) == list(range(1, moved.recovered + 1))
+    assert buffer.append(_stamp(), _samples(1)).first_seq == 301
+
+
+def test_a_zero_byte_database_is_quarantined_and_counted(tmp_path: Path) -> None:
+    """A database emptied to 0 bytes (its -wal gone too) where the agent ran before: every unsent
+    reading is counted lost, and seq continues after the last one given."""
+    image, witness = _crash_image(tmp_path)
+    image.write_bytes(b"")
+    Path(f"{image}-wal").unlink()
+    buffer, moved = _open_checked(image, witness)
+    assert moved is not None and moved.moved_to is not None
+    assert (moved.recovered, moved.lost) == (0, 300)
+    assert "0 bytes" in moved.reason and moved.moved_to.exists()
+    assert buffer.append(_stamp(), _samples(1)).first_seq == 301
+
+
+def test_a_zero_byte_file_where_nothing_ever_ran_is_just_a_new_buffer(tmp_path: Path) -> None:
+    """A first start that died before the first write leaves 0 bytes: nothing to report."""
+    path = tmp_path / "b.sqlite"
+    path.write_bytes(b"")
+    buffer, moved = _open_checked(path, Witness())
+    assert moved is None and buffer.stats().last_seq == 0
+
+
+def test_garbage_in_a_page_costs_only_the_rounds_on_it(tmp_path: Path) -> None:
+    """Random bytes over one page in the middle of a real buffer: the rounds on other pages are
+    salvaged with their seqs; recovered + lost accounts for every reading."""
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path, max_readings=100_000)
+    rng = random.Random(5)
+    for _ in range(60):
+        buffer.append(
+            _stamp(), [Sample(metric="m", value=rng.random(), tags={}) for _ in range(20)]
+        )
+    witness = Witness(last_seq=buffer.stats().last_seq, backlog=buffer.count, ran_before=True)
+    buffer.close()
+    data = bytearray(path.read_bytes())
+    pages = len(data) // 1024
+    assert pages > 12
+    middle = pages * 2 // 3
+    data[middle * 1024 : (middle + 1) * 1024] = rng.randbytes(1024)
+    path.write_bytes(bytes(data))
+    buffer, moved = _open_checked(path, witness)
+    assert moved is not None
+    assert moved.recovered + moved.lost == 1200
+    assert 0 < moved.lost <= 200, moved
+    kept = _seqs(buffer)
+    assert len(kept) == moved.recovered and kept[0] == 1 and kept[-1] == 1200
+    assert [r.value for r in buffer.oldest(limit=1)] == [
+        random.Random(5).random()
+    ]  # the values, not only the seqs, came through
+    assert buffer.append(_stamp(), _samples(1)).first_seq == 1201
+
+
+def test_one_bad_round_loses_only_that_round(tmp_path: Path) -> None:
+    """One round whose blob no longer decodes: its 5 readings are counted lost, the 10 around it
+    kept and delivered with their seqs."""
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path)
+    for _ in range(3):
+        buffer.append(_stamp(), _samples(5))
+    buffer.close()
+    _tamper(path, "UPDATE rounds SET body = x'789c0102' WHERE first_seq = 6")
+    buffer, moved = _open_checked(path, Witness(last_seq=15, backlog=15, ran_before=True))
+    assert moved is not None
+    assert (moved.recovered, moved.lost) == (10, 5)
+    assert _seqs(buffer) == [1, 2, 3, 4, 5, 11, 12, 13, 14, 15]
+    assert buffer.append(_stamp(), _samples(1)).first_seq == 16
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside_whole(tmp_path: Path) -> None:
+    """Nothing reads: nothing recovered, the file kept byte for byte for a technician."""
+    path = tmp_path / "b.sqlite"
+    junk = b"this is not sqlite" * 500
+    path.write_bytes(junk)
+    buffer, moved = _open_checked(path, Witness(last_seq=40, backlog=7, ran_before=True))
+    assert moved is not None and moved.moved_to is not None
+    assert (moved.recovered, moved.lost) == (0, 7)
+    assert moved.moved_to.read_bytes() == junk
+    assert buffer.append(_stamp(), _samples(1)).first_seq == 41
+
+
+def test_two_quarantines_at_the_same_wall_time_keep_both_files(tmp_path: Path) -> None:
+    """No RTC: every boot starts at the same wall time; the second file must not overwrite the first."""
+    path = tmp_path / "b.sqlite"
+    path.write_bytes(b"first")
+    Path(f"{path}-wal").write_bytes(b"first wal")
+    first = quarantine(path, now=0)
+    path.write_bytes(b"second")
+    second = quarantine(path, now=0)
+    assert first != second
+    assert first.read_bytes() == b"first" and second.read_bytes() == b"second"
+    assert Path(f"{first}-wal").read_bytes() == b"first wal"
