@@ -185,6 +185,8 @@ class RabbitBroker:
                 "RABBITMQ_NODE_PORT": str(self.ports.amqp),
                 "RABBITMQ_DIST_PORT": str(self.ports.dist),
                 "ERL_EPMD_ADDRESS": self.host,
+                # Erlang distribution listens on every address unless told: loopback only.
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
                 "ERL_EPMD_PORT": str(self.ports.epmd),
             }
         )
