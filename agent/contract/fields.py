@@ -14,15 +14,40 @@ class PayloadError(ValueError):
     """A payload does not follow the contract; the message says where."""
 
 
-def number(value: float) -> float | int:
-    """A value as the contract writes it: whole numbers as integers, others to six decimals."""
+# Series whose values count whole things: they are written as JSON integers, every other series as
+# JSON floats (`5.0`, never `5`), so a typed store (an InfluxDB field) sees one type per series.
+# The unit is the metric's last word (README, "Metrics"); event markers without a unit count one.
+_INTEGER_UNITS = (
+    "_bytes",
+    "_packets",
+    "_errors",
+    "_drops",
+    "_count",
+    "_total",
+    "_bool",
+    "_readings",
+)
+_INTEGER_METRICS = frozenset({"uptime.backhaul_up"})
+_FLOAT_UNITS = ("_ms", "_s", "_bps", "_percent", "_ratio", "_celsius")
+
+
+def is_integer_metric(metric: str) -> bool:
+    """Whether `metric`'s values are JSON integers on the wire (counts, 1/0 flags, event markers)."""
+    if metric in _INTEGER_METRICS or metric.endswith(_INTEGER_UNITS):
+        return True
+    return metric.startswith("event.") and not metric.endswith(_FLOAT_UNITS)
+
+
+def number(value: float, metric: str) -> float | int:
+    """A value as the contract writes it: an integer for a counting metric, else a float rounded to
+    six decimals, whole or not, so each series keeps one JSON number type."""
     # Six decimals are far below what any probe resolves, and short numbers compress. Six
     # significant digits instead were measured on the bench's rounds and saved nothing: the
     # probes already round where they measure (0.1 s, 0.1 bit/s, 0.001 ms), so the digits left
     # are the ones that mean something. Both schemas round alike, so they decode alike.
-    if value == int(value) and abs(value) < 2**53:
-        return int(value)
-    return round(value, 6)
+    if is_integer_metric(metric):
+        return round(value)
+    return float(round(value, 6))
 
 
 def field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -71,7 +71,7 @@ def reading_object(reading: Reading) -> dict[str, Any]:
         "seq": reading.seq,
         "ts": reading.ts_ms,
         "metric": reading.metric,
-        "value": number(reading.value),
+        "value": number(reading.value, reading.metric),
         "tags": dict(reading.tags),
         "boot": reading.boot_id,
         "mono": reading.mono_ms,
@@ -162,7 +162,7 @@ def _decode_reading(obj: object, where: str) -> Reading:
         tags=reading_tags,
         boot_id=str(obj.get("boot", "")),
         mono_ms=int(obj.get("mono", 0)) if isinstance(obj.get("mono", 0), int) else 0,
-        synced=bool(obj.get("synced", False)),
+        synced=bool(obj.get("synced", True)),
     )
 
 

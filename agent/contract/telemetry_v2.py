@@ -88,7 +88,7 @@ def body(site: str, readings: Sequence[Reading], *, epoch: str) -> dict[str, Any
             obj["s"] = indices
         elif start:
             obj["s"] = start
-        obj["v"] = [number(r.value) for r in run]
+        obj["v"] = [number(r.value, r.metric) for r in run]
         out["runs"].append(obj)
     return out
 

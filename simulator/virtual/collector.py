@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.contract.telemetry import PayloadError, decode_telemetry
 from agent.reading import Reading
@@ -114,7 +114,11 @@ class Collector:
         client_id: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
     ) -> None:
+        """`protocol` is paho's MQTTv5 or MQTTv311: brokers without MQTT 5 (RabbitMQ before 3.13,
+        NATS) accept only the latter."""
+        self._protocol = protocol
         self._credentials = (username, password)
         parts = urlsplit(url)
         self._host = parts.hostname or "127.0.0.1"
@@ -132,7 +136,7 @@ class Collector:
 
     def _new_client(self) -> mqtt.Client:
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=self._protocol
         )
         if self._credentials[0] is not None:
             client.username_pw_set(*self._credentials)

@@ -226,7 +226,7 @@ def test_schema_2_gives_back_exactly_what_schema_1_gives(
     jsonschema.validate(json.loads(encode_telemetry("site-a", readings, compress=False)), SCHEMA_2)
     one = decode_telemetry(encode_telemetry("site-a", readings, schema=1, compress=compress))
     assert two.readings == one.readings
-    assert [r.value for r in two.readings] == [float(number(r.value)) for r in readings]
+    assert [r.value for r in two.readings] == [float(number(r.value, r.metric)) for r in readings]
     assert [(r.seq, r.ts_ms, r.mono_ms, r.boot_id, r.synced) for r in two.readings] == [
         (r.seq, r.ts_ms, r.mono_ms, r.boot_id, r.synced) for r in readings
     ]

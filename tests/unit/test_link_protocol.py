@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,9 +25,9 @@ from agent.publish.link import (
 from agent.publish.protocol import RETRY_V5_AFTER_S, ProtocolMemory
 from tests.support.certs import Pki
 from tests.support.fake_broker import Behaviour, FakeBroker
-from tests.support.mqtt_broker import Broker, BrokerError, BrokerFactory, TlsSetup
-from tests.support.nats_broker import nats_mqtt
-from tests.support.rabbitmq_broker import rabbitmq_mqtt
+from tests.support.mqtt_broker import Broker, BrokerFactory, TlsSetup
+from tests.support.nats_broker import nats_broker  # noqa: F401  (a fixture)
+from tests.support.rabbitmq_broker import rabbitmq_broker  # noqa: F401  (a fixture)
 
 WILL = Will(topic="t/a/status", online=b"online", offline=b"offline")
 
@@ -261,18 +260,11 @@ def test_refused_client_certificate_is_named(
 
 
 @pytest.fixture(params=["nats", "rabbitmq"])
-def old_broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A real broker without MQTT 5 (nats-server 2.9, RabbitMQ 3.10); skipped where not installed."""
-    start = nats_mqtt if request.param == "nats" else rabbitmq_mqtt
-    try:
-        running = start(tmp_path / request.param)
-        url = running.__enter__()
-    except BrokerError as err:
-        pytest.skip(str(err))
-    try:
-        yield url
-    finally:
-        running.__exit__(None, None, None)
+def old_broker_url(request: pytest.FixtureRequest) -> str:
+    """A real broker without MQTT 5 (nats-server 2.9, RabbitMQ 3.10), one per session, started by
+    the tests on their own ports; skipped where not installed."""
+    running = request.getfixturevalue(f"{request.param}_broker")
+    return str(running.url())
 
 
 def test_auto_delivers_to_real_brokers_without_mqtt5(tmp_path: Path, old_broker_url: str) -> None:
