@@ -5,6 +5,8 @@ Whatever arrives, the only outcomes are a valid object or the boundary's own err
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import zlib
 from pathlib import Path
@@ -15,6 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.cli.exits import EX_CONFIG, EX_OK
+from agent.cli.main import parser
 from agent.config.load import ConfigError, parse_config
 from agent.config.schema import Config
 from agent.contract.fields import number
@@ -230,3 +234,101 @@ def test_schema_2_gives_back_exactly_what_schema_1_gives(
     assert [(r.seq, r.ts_ms, r.mono_ms, r.boot_id, r.synced) for r in two.readings] == [
         (r.seq, r.ts_ms, r.mono_ms, r.boot_id, r.synced) for r in readings
     ]
+
+
+# -- `config check`, end to end --------------------------------------------------------------------
+# Derandomized: the same cases on every run, so a failure in CI is a failure on a laptop too.
+CHECK = settings(
+    max_examples=1500,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+SAMPLE = (Path(__file__).resolve().parents[2] / "config/agent.yaml").read_text()
+_VALID: dict[str, object] = {
+    "site_id": "kukar-01",
+    "state_dir": "/var/lib/village-agent",
+    "interval_s": 60,
+    "broker": {"url": "mqtts://127.0.0.1:8883", "topic_prefix": "desa/v1"},
+}
+_PATHS = [
+    ("site_id",), ("state_dir",), ("status_dir",), ("interval_s",), ("broker", "url"),
+    ("broker", "topic_prefix"), ("broker", "client_id"), ("broker", "username"),
+    ("broker", "password_file"), ("broker", "key_file"), ("broker", "splay_s"),
+    ("broker", "keepalive_s"), ("broker", "protocol"), ("broker", "allow_plaintext"),
+    ("latency", "targets"), ("latency", "tcp_port"), ("dns", "port"), ("buffer", "max_readings"),
+    ("transfer", "key_file"), ("speedtest", "url_download"), ("lan", "leases_file"),
+]  # fmt: skip
+_HUGE = "<a number of 5,000 digits>"  # json.dumps cannot write one: spliced in as text
+hostile_text = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=20),
+    st.sampled_from(["\ud800", "$SYS/x", "a/+/b", "a\x00b", "a//b", "", " ", "a\nb", "\udfff"]),
+    st.builds(
+        lambda c, n: c * n, st.sampled_from(["x", "é", "/"]), st.sampled_from([65_536, 70_000])
+    ),
+)
+hostile = st.one_of(
+    hostile_text,
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.sampled_from([2**63, -(2**63), _HUGE, 0, -1, 65_536]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+def _check(file: Path) -> tuple[int, str]:
+    """Run `village-agent config check FILE` in this process: the exit code and all it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    args = parser().parse_args(["config", "check", str(file)])
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = args.func(args)
+        except SystemExit as exit_:
+            code = exit_.code
+    return int(code), out.getvalue() + err.getvalue()
+
+
+def _assert_clean(file: Path) -> None:
+    code, printed = _check(file)
+    assert code in (EX_OK, EX_CONFIG), (code, printed)
+    assert "Traceback" not in printed
+    if code == EX_CONFIG:
+        assert str(file) in printed and "problem" in printed, printed
+        assert all(
+            line.startswith(("Configuration file", "  - ", "Fix these"))
+            for line in printed.splitlines()
+        ), printed  # one line per problem: no value may forge lines of its own
+
+
+@CHECK
+@given(st.lists(st.tuples(st.sampled_from(_PATHS), hostile), min_size=1, max_size=3))
+def test_config_check_never_tracebacks_on_hostile_values(
+    tmp_path: Path, changes: list[tuple[tuple[str, ...], object]]
+) -> None:
+    """Any value at any key gives exit 0 or 78 with the file and one line per problem."""
+    config = json.loads(json.dumps(_VALID))
+    for path, value in changes:
+        where = config
+        for part in path[:-1]:
+            where = where.setdefault(part, {})
+        where[path[-1]] = value
+    file = tmp_path / "agent.yaml"
+    # JSON is YAML: it spells lone surrogates and huge integers the way a hostile file would.
+    text = json.dumps(config, ensure_ascii=True).replace(json.dumps(_HUGE), "9" * 5000)
+    file.write_text(text)
+    _assert_clean(file)
+
+
+@settings(CHECK, max_examples=1000)
+@given(st.integers(min_value=0, max_value=len(SAMPLE)), st.binary(min_size=1, max_size=12))
+def test_config_check_never_tracebacks_on_damaged_files(
+    tmp_path: Path, where: int, junk: bytes
+) -> None:
+    """The sample with bytes inserted anywhere (half-written, a stray paste) gives exit 0 or 78."""
+    file = tmp_path / "agent.yaml"
+    file.write_bytes(SAMPLE[:where].encode() + junk + SAMPLE[where:].encode())
+    _assert_clean(file)
