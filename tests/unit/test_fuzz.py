@@ -6,19 +6,31 @@ Whatever arrives, the only outcomes are a valid object or the boundary's own err
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import json
+import tracemalloc
 import zlib
 from pathlib import Path
 from uuid import UUID
 
 import jsonschema
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.cli.exits import EX_CONFIG, EX_OK
+from agent.cli.exits import EX_CONFIG, EX_DATAERR, EX_OK
 from agent.cli.main import parser
+from agent.cli.transfer import (
+    FORMAT,
+    LINE_MAX_BYTES,
+    PROGRESS_MAX_BYTES,
+    BadExport,
+    SeqRanges,
+    read_progress,
+    write_signed,
+)
 from agent.config.load import ConfigError, parse_config
 from agent.config.schema import Config
 from agent.contract.fields import number
@@ -332,3 +344,162 @@ def test_config_check_never_tracebacks_on_damaged_files(
     file = tmp_path / "agent.yaml"
     file.write_bytes(SAMPLE[:where].encode() + junk + SAMPLE[where:].encode())
     _assert_clean(file)
+
+
+# -- `buffer import`: the export file and the progress file ----------------------------------------
+SITE = "fuzz-site-01"
+KEY = b"0123456789abcdef0123456789abcdef"
+IMPORT = settings(
+    max_examples=1000,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+# What one import may hold in Python objects, whatever the file: a few lines of LINE_MAX_BYTES.
+MEMORY_BOUND_BYTES = 6 * LINE_MAX_BYTES
+
+
+def _site_config(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / "transfer.key"
+    key.write_bytes(KEY)
+    key.chmod(0o600)
+    file = directory / "agent.yaml"
+    file.write_text(
+        f"site_id: {SITE}\nstate_dir: state\ninterval_s: 1\n"
+        "broker:\n  url: mqtt://127.0.0.1:9\n  topic_prefix: desa/fuzz\n"
+    )
+    return file
+
+
+def _genuine_lines(count: int) -> list[bytes]:
+    readings = [
+        Reading(seq=seq, metric="m.x", value=seq, tags={}, ts_ms=seq, mono_ms=seq, boot_id="b",
+                synced=True)
+        for seq in range(1, count + 1)
+    ]  # fmt: skip
+    header = {"format": FORMAT, "version": 2, "site": SITE, "count": count}
+    return [
+        json.dumps(header).encode() + b"\n",
+        encode_telemetry(SITE, readings, compress=False, schema=1) + b"\n",
+    ]
+
+
+def _import_exit(config: Path, file: Path) -> tuple[int, str]:
+    """`village-agent buffer import FILE` in this process: exit code and what it printed."""
+    err = io.StringIO()
+    args = parser().parse_args(["buffer", "import", str(file), "--config", str(config)])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = args.func(args)
+    return int(code), err.getvalue()
+
+
+def _refused_within_bounds(config: Path, file: Path) -> str:
+    tracemalloc.start()
+    try:
+        code, printed = _import_exit(config, file)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == EX_DATAERR, (code, printed)
+    assert printed.startswith("import: ") and "nothing was sent" in printed, printed
+    assert peak < MEMORY_BOUND_BYTES, peak
+    return printed
+
+
+junk_lines = st.lists(
+    st.one_of(
+        st.binary(max_size=60),
+        st.sampled_from([b"", b"{}", b"[]", b"null", b'{"hmac_sha256": "00"}', b"\xff\xfe"]),
+        trees.map(lambda tree: json.dumps(tree, allow_nan=True).encode()),
+    ),
+    max_size=4,
+)
+
+
+@IMPORT
+@given(st.sampled_from(["raw", "gzip", "spliced"]), st.binary(max_size=300), junk_lines,
+       st.integers(min_value=0, max_value=3))  # fmt: skip
+def test_import_refuses_any_unsigned_file_with_exit_65_in_bounded_memory(
+    tmp_path: Path, how: str, blob: bytes, junk: list[bytes], where: int
+) -> None:
+    """Random bytes, gzip of random bytes, or a genuine file's lines with junk spliced in and no
+    valid signature: exit 65 with a reason, never a traceback, memory within the bound."""
+    config = _site_config(tmp_path / "site")
+    file = tmp_path / "export.jsonl.gz"
+    if how == "raw":
+        file.write_bytes(blob)
+    elif how == "gzip":
+        file.write_bytes(gzip.compress(blob))
+    else:
+        lines = _genuine_lines(3)
+        lines[where % len(lines) : where % len(lines)] = [j + b"\n" for j in junk]
+        file.write_bytes(gzip.compress(b"".join(lines) + blob))
+    _refused_within_bounds(config, file)
+
+
+def test_gzip_bombs_are_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """A few hundred KB that inflate to hundreds of MB (one endless line, or endless short lines)
+    are refused at the line or size limit without holding them."""
+    config = _site_config(tmp_path / "site")
+    header = _genuine_lines(1)[0]
+    for name, body in (("one_line", b"x" * 200_000_000), ("many", b"{}\n" * 60_000_000)):
+        file = tmp_path / f"{name}.jsonl.gz"
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+        file.write_bytes(packer.compress(header + body) + packer.flush())
+        assert file.stat().st_size < 1_000_000
+        printed = _refused_within_bounds(config, file)
+        assert "line 2" in printed, printed
+
+
+def _signed_file(directory: Path, count: int) -> tuple[Path, str]:
+    file = directory / "export.jsonl.gz"
+    write_signed(file, _genuine_lines(count), KEY)
+    with gzip.open(file) as packed:
+        signature = json.loads(packed.readlines()[-1])["hmac_sha256"]
+    return file, str(signature)
+
+
+@IMPORT
+@given(st.one_of(st.binary(max_size=200), trees.map(lambda t: json.dumps(t).encode()),
+                 st.lists(st.lists(st.integers(-(2**70), 2**70), max_size=3), max_size=5)))  # fmt: skip
+def test_any_progress_file_is_read_or_refused_in_bounded_memory(
+    tmp_path: Path, content: bytes | list[list[int]]
+) -> None:
+    """A progress file with any content, or any "acked" list for the right file, gives ranges or
+    BadExport; a range is never expanded into single seqs (the 17 GB `[[1, 10**18]]`)."""
+    tmp_path.mkdir(exist_ok=True)
+    _file, signature = _signed_file(tmp_path, 2)
+    progress = tmp_path / "export.jsonl.gz.progress"
+    if isinstance(content, list):
+        content = json.dumps({"file_hmac": signature, "acked": content}).encode()
+    progress.write_bytes(content)
+    tracemalloc.start()
+    try:
+        try:
+            ranges = read_progress(progress, signature)
+        except BadExport as err:
+            assert str(progress) in str(err)
+        else:
+            assert isinstance(ranges, SeqRanges)
+            _ = 10**17 in ranges
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * PROGRESS_MAX_BYTES, peak  # the file read once (capped), and its objects
+
+
+def test_a_huge_range_or_a_huge_progress_file_stays_small(tmp_path: Path) -> None:
+    """[[1, 10**18]] is held as one range; a progress file over its cap is refused unread."""
+    _file, signature = _signed_file(tmp_path, 2)
+    progress = tmp_path / "export.jsonl.gz.progress"
+    progress.write_text(json.dumps({"file_hmac": signature, "acked": [[1, 10**18]]}))
+    tracemalloc.start()
+    ranges = read_progress(progress, signature)
+    _now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert 1 in ranges and 10**18 in ranges and 10**18 + 1 not in ranges and 0 not in ranges
+    assert peak < 4 * PROGRESS_MAX_BYTES
+    progress.write_bytes(b" " * (PROGRESS_MAX_BYTES + 1))
+    with pytest.raises(BadExport, match="over"):
+        read_progress(progress, signature)
