@@ -36,6 +36,7 @@ SITE = "test-site-01"
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    # umask 022, as in a root shell: the agent itself must make its files 0640.
     return subprocess.run(
         [sys.executable, "-m", "agent", *argv],
         capture_output=True,
@@ -43,6 +44,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         timeout=120,
         check=False,
+        umask=0o022,
     )
 
 
@@ -300,3 +302,39 @@ def test_export_without_a_transfer_key_fails_clearly(tmp_path: Path, broker: Bro
     assert done.returncode == 78
     assert f"cannot read the transfer key {config.transfer.key_file}" in done.stderr
     assert not out.exists()
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_hand_run_commands_make_files_0640_and_directories_0750(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Run from a root shell (umask 022), `run` makes state_dir 0750 and the buffer 0640, and
+    export and import make their files 0640: nothing for every user on the gateway to read."""
+    config_file = write_config(tmp_path / "site", broker_url=broker.url())
+    config = load_config(config_file)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(config_file)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        umask=0o022,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (config.state_dir / "buffer.sqlite").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        agent.terminate()
+        assert agent.wait(30) == 0
+    assert _mode(config.state_dir) == 0o750
+    assert _mode(config.state_dir / "buffer.sqlite") == 0o640
+    _fill(config.state_dir, 5)  # unsent readings, so that import has something to acknowledge
+    out = tmp_path / "export.jsonl.gz"
+    assert _cli("buffer", "export", "--out", str(out), "--config", str(config_file)).returncode == 0
+    assert _mode(out) == 0o640
+    done = _cli("buffer", "import", str(out), "--config", str(config_file))
+    assert done.returncode == 0, done.stderr
+    assert _mode(out.with_name(out.name + ".progress")) == 0o640
