@@ -164,7 +164,8 @@ class _StrictLoader(yaml.SafeLoader):
             if key in seen:
                 line = key_node.start_mark.line + 1
                 self.duplicates.append(
-                    f"At line {line}: key '{key}' appears twice in one section; keep one of them"
+                    f"At line {line}: key {shown(str(key))} appears twice in one section;"
+                    " keep one of them"
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
