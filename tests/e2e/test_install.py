@@ -1,8 +1,9 @@
 """systemd/install.sh against a staging root: tree, permissions, account, idempotency, uninstall.
 
-The install is real (python -m venv, pip install of a copy of this checkout). To stay fast it
-passes --pip-args --no-deps: the agent's dependencies are not fetched, but pip still needs its
-build backend (setuptools, wheel) from the index or from pip's cache.
+The install is real (python -m venv, pip install of the locked dependencies and of a copy of this
+checkout). To stay fast it passes --pip-args --no-deps: only the four locked packages are fetched
+(from pip's cache when the test venv has them), not their own dependencies, and pip still needs
+its build backend (setuptools, wheel) from the index or from pip's cache.
 """
 
 import os

@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import io
 import json
+import signal
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -389,8 +390,14 @@ def _import_exit(config: Path, file: Path) -> tuple[int, str]:
     """`village-agent buffer import FILE` in this process: exit code and what it printed."""
     err = io.StringIO()
     args = parser().parse_args(["buffer", "import", str(file), "--config", str(config)])
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = args.func(args)
+    # The command takes over SIGINT and SIGTERM; give them back to pytest afterwards.
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            code = args.func(args)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     return int(code), err.getvalue()
 
 
