@@ -135,7 +135,7 @@ def export_buffer(
     """Copy every unsent reading into `out`, signed with `key`, atomically. Raise BufferError if
     the buffer is unusable."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    counted = {"written": 0, "last": None}
+    tally: list[tuple[int, int]] = []  # (readings, last seq) of each line written
 
     with BufferView.open(state_dir) as view, view.snapshot() as buffer:
         site = view.site() or ""
@@ -155,15 +155,15 @@ def export_buffer(
             yield json.dumps(header).encode("utf-8") + b"\n"
             for page in _pages(buffer):
                 yield encode_telemetry(site, page, compress=False, schema=1) + b"\n"
-                counted["written"] = int(counted["written"] or 0) + len(page)
-                counted["last"] = page[-1].seq
+                tally.append((len(page), page[-1].seq))
 
         try:
             write_signed(tmp, lines(), key)
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
-    written, last = int(counted["written"] or 0), counted["last"]
+    written = sum(readings for readings, _last in tally)
+    last = tally[-1][1] if tally else None
     if written != stats.count:
         tmp.unlink(missing_ok=True)
         raise TransferError(f"read {written} readings but the buffer counts {stats.count}")
