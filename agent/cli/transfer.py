@@ -46,6 +46,7 @@ from typing import IO, Any
 from agent import __version__
 from agent.buffer.readonly import BufferView
 from agent.buffer.store import Buffer
+from agent.config.convert import shown
 from agent.config.schema import Config, site_id_problem
 from agent.contract.control import encode_import_marker
 from agent.contract.telemetry import Batch, PayloadError, decode_telemetry, encode_telemetry
@@ -219,15 +220,15 @@ def _lines(path: Path, handle: IO[bytes]) -> Iterator[tuple[int, bytes]]:
 def _header(path: Path, line: bytes, config: Config) -> dict[str, Any]:
     try:
         header = json.loads(line)
-    except ValueError as err:
-        raise _bad(path, 1, f"not a buffer export header ({err})") from err
+    except (ValueError, RecursionError) as err:
+        raise _bad(path, 1, f"not a buffer export header ({str(err)[:80]})") from err
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _bad(path, 1, "not a village-agent buffer export")
     if header.get("version") != VERSION:
         raise _bad(
             path,
             1,
-            f"export version {header.get('version')!r}, this reads {VERSION}"
+            f"export version {shown(repr(header.get('version')))}, this reads {VERSION}"
             " (version 1 files are unsigned: export them again)",
         )
     site = header.get("site")

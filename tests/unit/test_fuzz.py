@@ -510,3 +510,20 @@ def test_a_huge_range_or_a_huge_progress_file_stays_small(tmp_path: Path) -> Non
     progress.write_bytes(b" " * (PROGRESS_MAX_BYTES + 1))
     with pytest.raises(BadExport, match="over"):
         read_progress(progress, signature)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"[" * 200_000,
+        b'{"format": "village-agent-buffer-export", "version": "' + b"v" * 100_000 + b'"}',
+    ],
+)
+def test_a_hostile_header_is_refused_in_one_short_line(tmp_path: Path, header: bytes) -> None:
+    """A header nested past the recursion limit, or with a huge field, gives exit 65 and one
+    short line, not a traceback or a screenful."""
+    config = _site_config(tmp_path / "site")
+    file = tmp_path / "export.jsonl.gz"
+    file.write_bytes(gzip.compress(header + b"\n"))
+    printed = _refused_within_bounds(config, file)
+    assert "line 1" in printed and len(printed) < 400, printed
