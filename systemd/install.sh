@@ -31,16 +31,27 @@ Installs village-agent from this checkout ($REPO_DIR):
   - the system user and group '$NAME' (systemd-sysusers)
   - $CONF_PATH/agent.yaml from config/agent.yaml, only if there is none yet:
     an existing configuration is never overwritten
+  - $CONF_PATH/transfer.key, the site's secret that signs 'buffer export'
+    files, only if there is none yet; give the provincial office a copy
   - owner root:$NAME and mode 0640 on every file in $CONF_PATH
     (agent.yaml, password, client.key, CA file), so only the service reads them
-  - the unit village-agent.service, enabled at boot; on a running system it is
+  - the unit village-agent.service, enabled at boot once agent.yaml is no longer
+    the sample (until then it stays disabled: run this script again after
+    editing, or: systemctl enable --now $NAME); on a running system it is
     (re)started as well
+  - the agent's dependencies at the tested versions, checked against the hashes
+    in systemd/requirements.lock
 
 Running it again is safe: what is already in place is left untouched.
 
 Options:
   --root DIR        install into a staging root (an SD card image being
-                    prepared) instead of this system; nothing is started
+                    prepared) instead of this system; nothing is started.
+                    The virtual environment runs on the target only if DIR
+                    has this very interpreter (same path, same binary: same
+                    architecture and build); otherwise the script refuses:
+                    prepare the image on a machine like the gateway, or run
+                    this script on the gateway itself
   --python PATH     Python 3.11 or newer for the virtual environment
                     (default: python3)
   --pip-args ARGS   extra arguments for 'pip install', e.g. "--no-deps"
@@ -187,6 +198,19 @@ with open(path, "wb") as f:
     done
 }
 
+# In a staging root the venv must run with the target's interpreter: a venv holds the absolute
+# path of the interpreter it was made with (pyvenv.cfg `home`) and compiled modules for this
+# machine's architecture. Refuse unless DIR has the very same interpreter at the same path.
+check_target_python() {
+    [[ -n $R ]] || return 0
+    local here stdlib
+    here=$(realpath -- "$(command -v -- "$python")")
+    stdlib=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+    if [[ ! -e $R$here ]] || ! cmp -s -- "$here" "$R$here" || [[ ! -e $R$stdlib/os.py ]]; then
+        die "--root $root: the virtual environment would be built with $here ($(uname -m)), and $root has no identical $here with its standard library, so the gateway could not start it. Prepare the image on a machine of the gateway's architecture and OS (e.g. a Raspberry Pi with Raspberry Pi OS bookworm), or run this script on the gateway itself"
+    fi
+}
+
 # Sets package_changed=1 when pip installed anything.
 install_venv() {
     local venv=$R$VENV_PATH src=$workdir/src fingerprint
@@ -219,8 +243,13 @@ install_venv() {
     fi
 
     say "installing the agent into $VENV_PATH (downloads dependencies unless they are present; on a slow link this takes minutes)"
+    # The dependencies at the versions the tests passed with, each file checked against its hash
+    # (a gateway installed next year must not get untested releases), then the agent alone.
     "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
-        "${extra[@]}" -- "$src" \
+        --require-hashes "${extra[@]}" -r "$src/systemd/requirements.lock" \
+        || die "pip install of the locked dependencies failed (see above). Check the internet connection, or that PyPI is reachable, then run this script again"
+    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input --quiet \
+        --no-deps "${extra[@]}" -- "$src" \
         || die "pip install failed (see above). Check the internet connection, or that piwheels/PyPI is reachable, then run this script again"
     relocate_venv "$venv" "$VENV_PATH"
     printf '%s\n' "$fingerprint" >"$venv/$STAMP_NAME"
@@ -246,7 +275,15 @@ install_config() {
         warn "no config/agent.yaml in $REPO_DIR; write $CONF_PATH/agent.yaml before starting the service"
     fi
 
-    # Secrets (password, client.key, CA file) sit next to agent.yaml: readable by root and the
+    # The site's transfer key signs `buffer export` files; the provincial office checks them with
+    # its copy. Made once, never replaced: files already exported stay verifiable.
+    if [[ ! -e $conf/transfer.key && ! -L $conf/transfer.key ]]; then
+        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$conf/transfer.key" && echo >>"$conf/transfer.key") \
+            || die "could not create $CONF_PATH/transfer.key"
+        say "created $CONF_PATH/transfer.key: give the provincial office a copy, it checks this site's export files with it"
+    fi
+
+    # Secrets (password, client.key, CA file, transfer.key) sit next to agent.yaml: readable by root and the
     # service's group only, whatever mode they were copied with.
     for file in "$conf"/* "$conf"/.[!.]*; do
         [[ -e $file || -L $file ]] || continue
@@ -272,8 +309,23 @@ link_command() {
     say "linked $COMMAND_LINK -> $target"
 }
 
+# Whether agent.yaml is still the sample: enabled at boot, it would run a made-up site, and a
+# later site_id change would meet its buffer (exit 70) in a restart loop.
+config_is_sample() {
+    [[ -f $REPO_DIR/config/agent.yaml ]] && cmp -s -- "$REPO_DIR/config/agent.yaml" "$R$CONF_PATH/agent.yaml"
+}
+
 enable_unit() {
     local unit_changed=$1 package_changed=$2
+    if config_is_sample; then
+        if ((live)); then
+            ((unit_changed)) && systemctl daemon-reload
+        fi
+        say "NOT enabled: $CONF_PATH/agent.yaml is still the sample. Edit it, check it with"
+        say "  $NAME config check $CONF_PATH/agent.yaml"
+        say "then run this script again, or: systemctl enable --now $NAME"
+        return 0
+    fi
     if ((live)); then
         if ((unit_changed)); then
             systemctl daemon-reload
@@ -303,6 +355,9 @@ do_install() {
     check_python
     command -v systemd-sysusers >/dev/null || die "systemd-sysusers not found; this needs systemd (Debian 12 / Raspberry Pi OS bookworm)"
     [[ -f $REPO_DIR/pyproject.toml ]] || die "$REPO_DIR does not look like a village-agent checkout (no pyproject.toml)"
+
+    check_target_python
+    [[ -f $REPO_DIR/systemd/requirements.lock ]] || die "$REPO_DIR has no systemd/requirements.lock (the tested dependency versions)"
 
     say "installing into ${root}"
     create_account

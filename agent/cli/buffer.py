@@ -13,6 +13,7 @@ from agent.buffer.errors import BufferError
 from agent.buffer.readonly import NoBuffer
 from agent.cli.exits import (
     EX_CANTCREAT,
+    EX_CONFIG,
     EX_DATAERR,
     EX_INTERRUPTED,
     EX_IOERR,
@@ -24,10 +25,12 @@ from agent.cli.exits import (
 from agent.cli.transfer import (
     BadExport,
     BrokerRefused,
+    KeyMissing,
     NoProgress,
     TransferError,
     export_buffer,
     import_export,
+    read_transfer_key,
 )
 from agent.clock import SystemClock
 from agent.config.schema import Config
@@ -38,7 +41,15 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
     clock = SystemClock()
     out = Path(args.out)
     try:
-        done = export_buffer(config.state_dir, out, now=clock.wall(), clock_synced=clock.synced())
+        key = read_transfer_key(config.transfer.key_file)
+        done = export_buffer(
+            config.state_dir, out, key=key, now=clock.wall(), clock_synced=clock.synced()
+        )
+    except KeyMissing as err:
+        # Not created here: a key made at a site without backhaul is one the office never saw,
+        # and its files could not be checked anywhere.
+        print(f"export: {err}", file=sys.stderr)
+        return EX_CONFIG
     except NoBuffer as err:
         print(f"export: {err}: nothing to export", file=sys.stderr)
         return EX_NOINPUT
@@ -71,8 +82,11 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
             stall_timeout_s=args.timeout_s,
             should_stop=lambda: stop["now"],
         )
-    except BadExport as err:
+    except KeyMissing as err:
         print(f"import: {err}", file=sys.stderr)
+        return EX_CONFIG
+    except BadExport as err:
+        print(f"import: {err}; nothing was sent", file=sys.stderr)
         return EX_DATAERR
     except BrokerRefused as err:
         print(

@@ -7,8 +7,10 @@ The systemd unit, the README and the tests read these numbers; nothing else defi
     once           0 measured, 70 speed test could not run, 78 config invalid
     diag           0 nothing failed (warnings allowed), 1 a check failed, 78 config invalid
     status         0 the daemon runs, 3 it does not (LSB "not running"), 78 config invalid
-    buffer export  0 written, 66 no buffer in state_dir, 74 buffer unreadable, 73 cannot write FILE
-    buffer import  0 all delivered, 65 not a valid export, 69 broker unreachable/no progress,
+    buffer export  0 written, 66 no buffer in state_dir, 74 buffer unreadable, 73 cannot write FILE,
+                   78 no usable transfer key
+    buffer import  0 all delivered, 65 not a valid signed export of this site (nothing sent),
+                   78 no usable transfer key, 69 broker unreachable/no progress,
                    77 broker refused the login or a message, 130 interrupted (run again to resume)
 """
 

@@ -9,6 +9,7 @@ imports more than the configuration code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -151,7 +152,13 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+# A command run by hand as root would otherwise leave the buffer, exports and progress files
+# readable by every user (umask 022). Only ever tightened: the unit's UMask=0077 stays as it is.
+UMASK_AT_LEAST = 0o027
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(os.umask(UMASK_AT_LEAST) | UMASK_AT_LEAST)
     args = parser().parse_args(argv)
     code: int = args.func(args)
     return code

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -26,18 +27,55 @@ def meta(doc: str, check: Check | None = None) -> dict[str, Any]:
     return {"doc": doc, "check": check}
 
 
+# Every number in the config is within this: no interval, limit or size the agent uses comes near
+# it, and beyond it sleeps overflow, SQLite integers overflow and `str(int)` refuses to print.
+NUMBER_LIMIT = 1_000_000_000
+# MQTT carries a string in at most 65,535 bytes (length prefix of two bytes): topics, client ids,
+# user names. No text setting needs more.
+TEXT_MAX_BYTES = 65_535
+# Linux refuses longer paths (PATH_MAX), and `Path.is_file()` raises on them instead of answering.
+PATH_MAX_BYTES = 4_095
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """A piece of text safe to print in one line of an error: escaped, and cut when long."""
+    text = repr(value[:limit])
+    return text if len(value) <= limit else f"{text}... ({len(value)} characters)"
+
+
+def text_problem(value: str, max_bytes: int = TEXT_MAX_BYTES) -> str | None:
+    """Why `value` cannot be carried as config text (into MQTT, a path, a log), or None."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        # YAML's "\ud800" escape gives a lone surrogate: no UTF-8 encoder, and no broker, takes it.
+        return f"{shown(value)} is not valid UTF-8 text (it holds a lone surrogate)"
+    if _CONTROL.search(value):
+        return f"{shown(value)} holds a control character (NUL, newline, tab, ...): remove it"
+    if size > max_bytes:
+        return f"{shown(value)} is {size} bytes long; at most {max_bytes} fit here"
+    return None
+
+
 def _describe(value: object) -> str:
     if value is None:
         return "nothing"
     if isinstance(value, bool):
         return f"{str(value).lower()} (a yes/no value)"
     if isinstance(value, str):
-        return repr(value)
+        return shown(value)
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
-    return repr(value)
+    if isinstance(value, int) and abs(value) > NUMBER_LIMIT:
+        return f"a number of about {value.bit_length() * 3 // 10} digits"
+    return shown(repr(value))
+
+
+def _in_bounds(value: float) -> bool:
+    return math.isfinite(value) and -NUMBER_LIMIT <= value <= NUMBER_LIMIT
 
 
 class _Converter:
@@ -63,9 +101,8 @@ class _Converter:
         if origin is Literal:
             allowed = get_args(hint)
             # YAML reads `protocol: 5` as a number; the choice is still the text "5".
-            candidate = (
-                str(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else raw
-            )
+            number = isinstance(raw, int | float) and not isinstance(raw, bool)
+            candidate = str(raw) if number and _in_bounds(raw) else raw  # type: ignore[arg-type]
             if candidate in allowed:
                 return True, candidate
             choices = ", ".join(repr(a) for a in allowed)
@@ -91,22 +128,26 @@ class _Converter:
                 return True, raw
             self.fail(path, f"expected true or false, got {_describe(raw)}")
         elif hint is int:
-            if isinstance(raw, int) and not isinstance(raw, bool):
+            if isinstance(raw, int) and not isinstance(raw, bool) and _in_bounds(raw):
                 return True, raw
-            self.fail(path, f"expected a whole number, got {_describe(raw)}")
+            self.fail(
+                path, f"expected a whole number within ±{NUMBER_LIMIT:,}, got {_describe(raw)}"
+            )
         elif hint is float:
             # YAML reads `.inf` and `.nan` as numbers; no interval or limit means either.
-            if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+            if isinstance(raw, int | float) and not isinstance(raw, bool) and _in_bounds(raw):
                 return True, float(raw)
-            self.fail(path, f"expected a number, got {_describe(raw)}")
-        elif hint is str:
-            if isinstance(raw, str) and raw.strip():
-                return True, raw
-            self.fail(path, f"expected text, got {_describe(raw)}")
-        elif hint is Path:
-            if isinstance(raw, str) and raw.strip():
-                return True, Path(raw)
-            self.fail(path, f"expected a file or directory path, got {_describe(raw)}")
+            self.fail(path, f"expected a number within ±{NUMBER_LIMIT:,}, got {_describe(raw)}")
+        elif hint is str or hint is Path:
+            kind = "text" if hint is str else "a file or directory path"
+            if not isinstance(raw, str) or not raw.strip():
+                self.fail(path, f"expected {kind}, got {_describe(raw)}")
+                return False, None
+            problem = text_problem(raw, TEXT_MAX_BYTES if hint is str else PATH_MAX_BYTES)
+            if problem is not None:
+                self.fail(path, problem)
+                return False, None
+            return True, raw if hint is str else Path(raw)
         else:  # pragma: no cover - a schema bug, not a user error
             raise TypeError(f"unsupported type in config schema at {path}: {hint!r}")
         return False, None
@@ -121,11 +162,14 @@ class _Converter:
                 hint_text = ""
                 import difflib  # noqa: PLC0415 - only for a config with a typo in it
 
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
+                name = str(key) if isinstance(key, str) else _describe(key)
+                close = difflib.get_close_matches(name, list(fields), n=1)
                 if close:
                     hint_text = f"; did you mean '{close[0]}'?"
+                if text_problem(name, 200) is not None:
+                    name = shown(name)  # a key with a newline in it must not forge a second line
                 self.fail(
-                    f"{prefix}{key}",
+                    f"{prefix}{name}",
                     f"unknown key{hint_text} (known here: {', '.join(fields)})",
                 )
                 ok = False

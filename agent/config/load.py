@@ -10,9 +10,16 @@ from typing import Any
 
 import yaml
 
-from agent.config.convert import convert
+from agent.config.convert import convert, shown
 from agent.config.schema import BrokerConfig, Config
 from agent.lowmem import sha256_digest
+from agent.publish.tls import PEM_HEAD_BYTES, is_encrypted_pem
+
+# A real config is a few kilobytes; this keeps a wrong path (a log, a disk image) from being read whole.
+CONFIG_MAX_BYTES = 1_000_000
+
+
+PASSWORD_MAX_BYTES = 65_535
 
 
 class ConfigError(Exception):
@@ -48,6 +55,39 @@ def _secret_problems(path: Path, key: str) -> list[str]:
     return []
 
 
+def _password_problems(path: Path) -> list[str]:
+    """MQTT carries a password of at most 65,535 bytes; a larger or binary file is a wrong path."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(PASSWORD_MAX_BYTES + 1)
+    except OSError:
+        return []  # `run` reads it as its own user; `_secret_problems` reports a missing file
+    if len(data) > PASSWORD_MAX_BYTES or b"\x00" in data:
+        return [
+            f"At 'broker.password_file': {path} is not a password (binary, or over 65,535 bytes)"
+        ]
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return [f"At 'broker.password_file': {path} is not UTF-8 text"]
+    return []
+
+
+def _key_problems(path: Path) -> list[str]:
+    """A daemon must never prompt for a passphrase: refuse an encrypted client key here already."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(PEM_HEAD_BYTES)
+    except OSError:
+        return []
+    if is_encrypted_pem(head):
+        return [
+            f"At 'broker.key_file': {path} is encrypted with a passphrase, which a service cannot"
+            f" type; decrypt it once: openssl pkey -in {path} -out {path}.plain"
+        ]
+    return []
+
+
 def _resolve_broker(base: Path, broker: BrokerConfig) -> BrokerConfig:
     return replace(
         broker,
@@ -70,6 +110,15 @@ def _broker_problems(broker: BrokerConfig) -> list[str]:
     ):
         if path is not None:
             problems += _secret_problems(path, key)
+    if broker.password_file is not None:
+        problems += _password_problems(broker.password_file)
+    if broker.key_file is not None:
+        problems += _key_problems(broker.key_file)
+    if not broker.tls and broker.password_file is not None and not broker.allow_plaintext:
+        problems.append(
+            "At 'broker.password_file': over mqtt:// the password crosses the network in clear"
+            " text; use mqtts://, or set broker.allow_plaintext: true to accept that"
+        )
     if (broker.cert_file is None) != (broker.key_file is None):
         problems.append("At 'broker.cert_file': a client certificate needs broker.key_file too")
     if not broker.tls and any(p is not None for p in (broker.ca_file, broker.cert_file)):
@@ -115,7 +164,8 @@ class _StrictLoader(yaml.SafeLoader):
             if key in seen:
                 line = key_node.start_mark.line + 1
                 self.duplicates.append(
-                    f"At line {line}: key '{key}' appears twice in one section; keep one of them"
+                    f"At line {line}: key {shown(str(key))} appears twice in one section;"
+                    " keep one of them"
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -138,7 +188,13 @@ def parse_config(text: str, file: Path) -> Config:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(err, "problem", None) or str(err)
-        raise ConfigError(file, [f"{where}not valid YAML ({reason})"]) from err
+        raise ConfigError(file, [f"{where}not valid YAML ({shown(reason, 200)})"]) from err
+    except ValueError as err:
+        # PyYAML converts a number with int() itself, and Python refuses more than 4,300 digits.
+        raise ConfigError(file, ["not usable YAML (a number too long to read)"]) from err
+    except RecursionError as err:
+        # PyYAML's composer recurses once per nesting level: `[[[[...` thousands deep.
+        raise ConfigError(file, ["nested too deeply to be a configuration"]) from err
     config, problems = convert(Config, raw)
     problems = duplicates + problems
     base = file.parent
@@ -152,10 +208,12 @@ def parse_config(text: str, file: Path) -> Config:
         raise ConfigError(file, problems)
     broker = _resolve_broker(base, config.broker)
     lan = replace(config.lan, leases_file=_resolve(base, config.lan.leases_file))
+    transfer = replace(config.transfer, key_file=_resolve(base, config.transfer.key_file) or base)
     config = replace(
         config,
         broker=broker,
         lan=lan,
+        transfer=transfer,
         state_dir=_resolve(base, config.state_dir) or base,
         status_dir=_resolve(base, config.status_dir),
     )
@@ -180,9 +238,14 @@ def read_password(broker: BrokerConfig) -> str | None:
 def load_config(file: Path) -> Config:
     """Read and validate the config file. Raise ConfigError naming the file and every problem."""
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            data = handle.read(CONFIG_MAX_BYTES + 1)
     except OSError as err:
         raise ConfigError(file, [f"cannot read the file: {err.strerror}"]) from err
+    if len(data) > CONFIG_MAX_BYTES:
+        raise ConfigError(file, [f"the file is larger than {CONFIG_MAX_BYTES} bytes: not a config"])
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(file, ["the file is not UTF-8 text"]) from err
     return parse_config(text, file)

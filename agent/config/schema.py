@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from agent.config.convert import Check, meta
+from agent.config.convert import TEXT_MAX_BYTES, Check, meta, shown, text_problem
 
 _SITE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _TOPIC_BAD = re.compile(r"[#+\x00]")
+# The longest topic is {prefix}/{site_id}/telemetry; a site id has at most 64 characters.
+_TOPIC_TAIL_BYTES = 1 + 64 + 1 + len("telemetry")
+# `buffer import` connects as {client_id}-import.
+_CLIENT_ID_TAIL_BYTES = len("-import")
 
 
 def _positive(value: float) -> str | None:
@@ -27,18 +31,36 @@ def _at_least(low: float) -> Check:
     return check
 
 
-def _site_id(value: str) -> str | None:
-    if _SITE_ID.match(value):
+def _between(low: float, high: float) -> Check:
+    def check(value: float) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}, got {value}"
+
+    return check
+
+
+def site_id_problem(value: str) -> str | None:
+    """What keeps `value` from being a site id (a topic level of its own), or None. The config and
+    `buffer import` check with it."""
+    if _SITE_ID.fullmatch(value):
         return None
     return (
-        f"{value!r} is not a valid site id: use lower-case letters, digits and dashes "
+        f"{shown(value)} is not a valid site id: use lower-case letters, digits and dashes "
         "(it becomes part of MQTT topics), e.g. kukar-tenggarong-01"
     )
 
 
+def _client_id(value: str) -> str | None:
+    if len(value.encode("utf-8")) + _CLIENT_ID_TAIL_BYTES > TEXT_MAX_BYTES:
+        return f"at most {TEXT_MAX_BYTES - _CLIENT_ID_TAIL_BYTES} bytes fit in an MQTT client id"
+    return None
+
+
 def broker_url_problem(value: str) -> str | None:
     """What is wrong with a broker URL, or None. The agent and the collector both check with it."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "Invalid IPv6 URL": an unclosed '['
+        return f"{shown(value)} is not a URL, e.g. mqtts://collector.example.id:8883"
     if parts.scheme not in ("mqtt", "mqtts"):
         return f"expected a URL starting with mqtt:// or mqtts://, got {value!r}"
     if not parts.hostname:
@@ -60,8 +82,14 @@ def _payload_schema(value: int) -> str | None:
 
 def topic_prefix_problem(value: str) -> str | None:
     """What keeps a topic prefix from carrying the contract's topics, or None (agent and collector)."""
-    if _TOPIC_BAD.search(value) or value.startswith("/") or value.endswith("/"):
-        return f"{value!r} is not a usable topic prefix: no '#', '+', leading or trailing '/'"
+    problem = text_problem(value, TEXT_MAX_BYTES - _TOPIC_TAIL_BYTES)
+    if problem is not None:
+        return problem
+    if _TOPIC_BAD.search(value) or "" in value.split("/"):
+        return f"{shown(value)} is not a usable topic prefix: no '#', '+', empty levels or '//'"
+    if any(level.startswith("$") for level in value.split("/")):
+        # Brokers keep `$...` topics for themselves ($SYS, $share): a publish there is dropped.
+        return f"{shown(value)} is not a usable topic prefix: no level may start with '$'"
     return None
 
 
@@ -79,7 +107,9 @@ class BrokerConfig:
             "MQTT version; auto: 5, and 3.1.1 for a broker that refuses 5 (remembered, 5 retried daily)"
         ),
     )
-    client_id: str | None = field(default=None, metadata=meta("default: village-agent-{site_id}"))
+    client_id: str | None = field(
+        default=None, metadata=meta("default: village-agent-{site_id}", _client_id)
+    )
     username: str | None = field(default=None, metadata=meta("user name at the broker"))
     password_file: Path | None = field(
         default=None, metadata=meta("file holding the password (mode 0600 or 0640)")
@@ -89,9 +119,13 @@ class BrokerConfig:
     )
     cert_file: Path | None = field(default=None, metadata=meta("client certificate (PEM)"))
     key_file: Path | None = field(
-        default=None, metadata=meta("client key (PEM, not readable by all)")
+        default=None, metadata=meta("client key (PEM, not readable by all, not encrypted)")
     )
-    keepalive_s: int = field(default=60, metadata=meta("MQTT keepalive", _at_least(5)))
+    allow_plaintext: bool = field(
+        default=False,
+        metadata=meta("true accepts sending the password over mqtt:// in clear text (test labs)"),
+    )
+    keepalive_s: int = field(default=60, metadata=meta("MQTT keepalive", _between(5, 65_535)))
     compression: bool = field(default=True, metadata=meta("zlib-compress telemetry payloads"))
     payload_schema: int = field(
         default=2,
@@ -101,19 +135,21 @@ class BrokerConfig:
     )
     batch_max_readings: int = field(default=500, metadata=meta("readings per message", _positive))
     inflight_max: int = field(default=4, metadata=meta("messages awaiting PUBACK", _positive))
-    reconnect_min_s: float = field(default=2.0, metadata=meta("first reconnect delay", _positive))
+    reconnect_min_s: float = field(
+        default=2.0, metadata=meta("first reconnect delay", _between(0.01, 86_400))
+    )
     reconnect_max_s: float = field(
-        default=300.0, metadata=meta("longest reconnect delay", _positive)
+        default=300.0, metadata=meta("longest reconnect delay", _between(0.01, 86_400))
     )
     connect_timeout_s: float = field(
-        default=15.0, metadata=meta("TCP+TLS+CONNECT limit", _positive)
+        default=15.0, metadata=meta("TCP+TLS+CONNECT limit", _between(0.1, 3_600))
     )
     ack_timeout_s: float | None = field(
         default=None,
         metadata=meta(
             "a message without PUBACK this long drops the connection and is sent again; "
             "default: 3 x keepalive_s",
-            _positive,
+            _between(0.1, 86_400),
         ),
     )
     rejected_retry_s: float = field(
@@ -122,7 +158,10 @@ class BrokerConfig:
     )
     splay_s: float = field(
         default=10.0,
-        metadata=meta("first connect waits a per-site share of this, so sites do not stampede"),
+        metadata=meta(
+            "first connect waits a per-site share of this, so sites do not stampede",
+            _between(0, 3_600),
+        ),
     )
 
     @property
@@ -161,7 +200,9 @@ class LatencyConfig:
     method: Literal["auto", "icmp", "tcp"] = field(
         default="auto", metadata=meta("auto: ICMP when permitted, else TCP connect time")
     )
-    tcp_port: int = field(default=443, metadata=meta("port for the TCP connect-time method"))
+    tcp_port: int = field(
+        default=443, metadata=meta("port for the TCP connect-time method", _between(1, 65_535))
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,7 +213,10 @@ class ThroughputConfig:
 
 
 def _http_url(value: str) -> str | None:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"expected an http:// or https:// URL with a host, got {value!r}"
     return None
@@ -186,7 +230,7 @@ class DnsConfig:
     server: str | None = field(
         default=None, metadata=meta("resolver address; default: first nameserver in resolv.conf")
     )
-    port: int = field(default=53, metadata=meta("resolver UDP port", _positive))
+    port: int = field(default=53, metadata=meta("resolver UDP port", _between(1, 65_535)))
     timeout_s: float = field(
         default=2.0, metadata=meta("an answer later than this counts as failed", _positive)
     )
@@ -216,10 +260,11 @@ class SpeedtestConfig:
     )
     max_mb: float = field(default=10.0, metadata=meta("byte limit per direction, MB", _positive))
     budget_mb_per_day: float = field(
-        default=50.0, metadata=meta("speed tests never use more than this per UTC day, MB")
+        default=50.0,
+        metadata=meta("speed tests never use more than this per UTC day, MB", _at_least(0)),
     )
     budget_mb_per_month: float = field(
-        default=500.0, metadata=meta("... nor more than this per UTC month, MB")
+        default=500.0, metadata=meta("... nor more than this per UTC month, MB", _at_least(0))
     )
     runs_per_day: int = field(
         default=2, metadata=meta("at most this many scheduled tests a day", _positive)
@@ -239,7 +284,8 @@ class BufferConfig:
         metadata=meta("oldest readings are dropped (and counted) beyond this", _positive),
     )
     min_free_mb: float = field(
-        default=20.0, metadata=meta("stop writing before the disk has less free than this")
+        default=20.0,
+        metadata=meta("stop writing before the disk has less free than this", _at_least(0)),
     )
 
 
@@ -258,9 +304,20 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TransferConfig:
+    key_file: Path = field(
+        default=Path("transfer.key"),
+        metadata=meta(
+            "the site's secret that signs `buffer export` files and checks them at import "
+            "(relative: next to this file); never copied into an export"
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     site_id: str = field(
-        metadata=meta("the site's id: lower-case letters, digits, dashes", _site_id)
+        metadata=meta("the site's id: lower-case letters, digits, dashes", site_id_problem)
     )
     state_dir: Path = field(metadata=meta("the buffer and the run marker live here"))
     status_dir: Path | None = field(
@@ -270,7 +327,9 @@ class Config:
             "/run/village-agent spares the SD card (default: state_dir)"
         ),
     )
-    interval_s: float = field(metadata=meta("base measurement interval, seconds", _at_least(0.1)))
+    interval_s: float = field(
+        metadata=meta("base measurement interval, seconds", _between(0.1, 86_400))
+    )
     broker: BrokerConfig = field(metadata=meta("the provincial collector"))
     latency: LatencyConfig = field(default_factory=LatencyConfig, metadata=meta("round trips"))
     throughput: ThroughputConfig = field(
@@ -284,6 +343,9 @@ class Config:
     buffer: BufferConfig = field(default_factory=BufferConfig, metadata=meta("the durable buffer"))
     clock: ClockConfig = field(default_factory=ClockConfig, metadata=meta("wall clock trust"))
     log: LogConfig = field(default_factory=LogConfig, metadata=meta("logging"))
+    transfer: TransferConfig = field(
+        default_factory=TransferConfig, metadata=meta("export files carried on a USB stick")
+    )
 
     @property
     def client_id(self) -> str:

@@ -84,6 +84,9 @@ def check_broker_tls(inputs: DiagInputs, earlier: Earlier, budget_s: float) -> C
         return needs_config(name)
     broker = inputs.config.broker
     if not broker.tls:
+        # Only reachable with broker.allow_plaintext: true; the operator accepted it, diag says it.
+        if broker.password_file is not None:
+            return result(name, "fail", "broker_tls.plaintext")
         return result(name, "pass", "broker_tls.not_used")
     skipped = _skipped(name, earlier, "broker_tcp")
     if skipped is not None:
@@ -176,7 +179,13 @@ def check_broker_mqtt(inputs: DiagInputs, earlier: Earlier, budget_s: float) -> 
     config = inputs.config
     if config is None:
         return needs_config(name)
-    skipped = _skipped(name, earlier, "broker_tls") or _skipped(name, earlier, "broker_tcp")
+    tls = earlier.get("broker_tls")
+    # A clear-text password fails the TLS line, yet the operator accepted it
+    # (broker.allow_plaintext) and the daemon logs in so: the login is still worth checking.
+    plaintext = tls is not None and tls.key == "broker_tls.plaintext"
+    skipped = (None if plaintext else _skipped(name, earlier, "broker_tls")) or _skipped(
+        name, earlier, "broker_tcp"
+    )
     if skipped is not None:
         return skipped
     broker = config.broker

@@ -275,6 +275,16 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
         "id": ("Tidak dipakai (URL mqtt://, tanpa enkripsi).", ""),
         "en": ("Not used (mqtt:// URL, unencrypted).", ""),
     },
+    "broker_tls.plaintext": {
+        "id": (
+            "Tanpa enkripsi (mqtt://), tetapi kata sandi dikirim: siapa pun di jalur bisa membacanya.",
+            "Pakai mqtts:// di broker.url (minta port TLS ke kantor provinsi).",
+        ),
+        "en": (
+            "Unencrypted (mqtt://), yet a password is sent: anyone on the path can read it.",
+            "Use mqtts:// in broker.url (ask the provincial office for the TLS port).",
+        ),
+    },
     "broker_tls.ok": {
         "id": ("{version}, sertifikat sah untuk {host} (jam gateway {now}).", ""),
         "en": ("{version}, certificate valid for {host} (gateway clock {now}).", ""),

@@ -13,6 +13,24 @@ from pathlib import Path
 
 from agent.config.schema import BrokerConfig
 
+# Enough of a PEM file to see its first block's type and headers.
+PEM_HEAD_BYTES = 4096
+
+
+class EncryptedKey(OSError):
+    """The client key needs a passphrase: a service has no one to type it."""
+
+
+def is_encrypted_pem(head: bytes) -> bool:
+    """Whether a PEM key (its first bytes) is protected by a passphrase: PKCS#8's ENCRYPTED PRIVATE
+    KEY block, or the traditional `Proc-Type: 4,ENCRYPTED` header."""
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in head or b"Proc-Type: 4,ENCRYPTED" in head
+
+
+def _no_passphrase() -> str:
+    # Without a password callback OpenSSL asks on the terminal, and a daemon would hang there.
+    raise EncryptedKey("the client key is encrypted; a service cannot type its passphrase")
+
 
 def tls_context(broker: BrokerConfig) -> ssl.SSLContext:
     """The agent's context for its broker (see `verified_context`)."""
@@ -30,5 +48,5 @@ def verified_context(
     )
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert_file is not None and key_file is not None:
-        context.load_cert_chain(str(cert_file), str(key_file))
+        context.load_cert_chain(str(cert_file), str(key_file), password=_no_passphrase)
     return context

@@ -167,7 +167,9 @@ def test_wrong_password_backs_off_and_recovers(
     secret = tmp_path / "password"
     secret.write_text("wrong-password\n")
     secret.chmod(0o600)
-    config = _config(tmp_path, broker.url(), username=SITE, password_file=str(secret))
+    config = _config(
+        tmp_path, broker.url(), username=SITE, password_file=str(secret), allow_plaintext=True
+    )
     with (
         Collector(
             broker.url(), PREFIX, username="collector", password=collector_secret

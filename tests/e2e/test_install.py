@@ -1,8 +1,9 @@
 """systemd/install.sh against a staging root: tree, permissions, account, idempotency, uninstall.
 
-The install is real (python -m venv, pip install of a copy of this checkout). To stay fast it
-passes --pip-args --no-deps: the agent's dependencies are not fetched, but pip still needs its
-build backend (setuptools, wheel) from the index or from pip's cache.
+The install is real (python -m venv, pip install of the locked dependencies and of a copy of this
+checkout). To stay fast it passes --pip-args --no-deps: only the four locked packages are fetched
+(from pip's cache when the test venv has them), not their own dependencies, and pip still needs
+its build backend (setuptools, wheel) from the index or from pip's cache.
 """
 
 import os
@@ -10,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,8 +74,18 @@ def run_install(repo: Path, root: Path, *args: str) -> subprocess.CompletedProce
 
 
 def install(repo: Path, root: Path) -> subprocess.CompletedProcess[str]:
-    """A fast install: no dependencies, this test's interpreter for the venv."""
+    """A fast install: the locked dependencies without theirs, this test's interpreter."""
     return run_install(repo, root, "--python", sys.executable, "--pip-args", "--no-deps")
+
+
+def with_this_interpreter(root: Path) -> None:
+    """Give the staging root this machine's interpreter and standard library at their own paths
+    (links: the image is used here), as a gateway's root of the same build has them."""
+    for real in (Path(sys.executable).resolve(), Path(sysconfig.get_paths()["stdlib"])):
+        inside = root / real.relative_to("/")
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        if not inside.is_symlink():
+            inside.symlink_to(real)
 
 
 def gid_of(root: Path, group: str) -> int:
@@ -119,6 +131,7 @@ def installed(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         secret = root / CONF / name
         secret.write_text(f"{name} contents\n")
         secret.chmod(mode)
+    with_this_interpreter(root)
     install(checkout, root)
     return root
 
@@ -203,19 +216,79 @@ def test_installs_the_sample_config_and_locks_down_secrets(installed: Path, chec
     assert (conf / "password").read_text() == "password contents\n"
 
 
-def test_installs_and_enables_the_unit(installed: Path) -> None:
-    """The unit is the repo's file, and multi-user.target wants it."""
-    unit = installed / UNIT
+def is_enabled(root: Path) -> str:
+    return subprocess.run(
+        ["systemctl", f"--root={root}", "is-enabled", "village-agent.service"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+
+
+def test_the_unit_stays_disabled_while_the_config_is_the_sample(root: Path, checkout: Path) -> None:
+    """With the sample agent.yaml the unit is installed but not enabled, so the card boots no
+    made-up site, and the installer says what to do; once the config is edited, it is enabled."""
+    unit = root / UNIT
     assert unit.read_bytes() == (REPO / "systemd" / "village-agent.service").read_bytes()
     assert stat.S_IMODE(unit.stat().st_mode) == 0o644
-    assert os.readlink(installed / WANTS) == "/" + str(UNIT)
-    enabled = subprocess.run(
-        ["systemctl", f"--root={installed}", "is-enabled", "village-agent.service"],
+    assert not (root / WANTS).is_symlink()
+    assert is_enabled(root) == "disabled"
+    again = install(checkout, root)
+    assert "NOT enabled: /etc/village-agent/agent.yaml is still the sample" in again.stdout
+    assert is_enabled(root) == "disabled"
+
+    config = root / CONF / "agent.yaml"
+    config.write_text(config.read_text().replace("kukar-tenggarong-01", "kukar-muara-02"))
+    install(checkout, root)
+    assert os.readlink(root / WANTS) == "/" + str(UNIT)
+    assert is_enabled(root) == "enabled"
+
+
+def test_refuses_a_root_without_this_interpreter(checkout: Path, tmp_path: Path) -> None:
+    """A staging root lacking this machine's interpreter (another architecture, another build)
+    is refused before anything is written: the venv built here could not start there."""
+    root = tmp_path / "foreign"
+    root.mkdir()
+    result = subprocess.run(
+        [str(checkout / "systemd" / "install.sh"), "--root", str(root), "--python", sys.executable],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert enabled.stdout.strip() == "enabled"
+    assert result.returncode != 0
+    assert "the gateway could not start it" in result.stderr
+    assert str(Path(sys.executable).resolve()) in result.stderr
+    assert list(root.iterdir()) == []
+
+
+def test_creates_the_transfer_key_once(root: Path, checkout: Path) -> None:
+    """transfer.key: 64 hex digits, 0640 root:village-agent, and never replaced by a re-run."""
+    key = root / CONF / "transfer.key"
+    text = key.read_text()
+    assert len(text.strip()) == 64 and int(text, 16) > 0
+    st = key.stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, 0, gid_of(root, NAME))
+    install(checkout, root)
+    assert key.read_text() == text
+
+
+def test_dependencies_are_the_locked_versions(installed: Path) -> None:
+    """The venv holds exactly the versions pinned (with hashes) in systemd/requirements.lock."""
+    lock = (REPO / "systemd" / "requirements.lock").read_text()
+    pins = dict(
+        line.split(" ")[0].split("==")
+        for line in lock.splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert pins and "--hash=sha256:" in lock
+    found = subprocess.run(
+        [str(installed / VENV / "bin" / "python"), "-I", "-m", "pip", "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.lower()
+    for name, version in pins.items():
+        assert f"{name.lower()}=={version}" in found, (name, found)
 
 
 def test_second_run_changes_nothing(root: Path, checkout: Path) -> None:

@@ -6,8 +6,11 @@ import gzip
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from agent.buffer.readonly import BufferView
@@ -18,8 +21,11 @@ from agent.cli.transfer import (
     export_buffer,
     import_export,
     verify_export,
+    read_transfer_key,
+    write_signed,
 )
 from agent.config.load import load_config
+from agent.config.schema import Config
 from agent.contract.telemetry import encode_telemetry
 from agent.reading import Sample, Stamp
 from simulator.virtual.collector import Collector
@@ -32,6 +38,7 @@ SITE = "test-site-01"
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    # umask 022, as in a root shell: the agent itself must make its files 0640.
     return subprocess.run(
         [sys.executable, "-m", "agent", *argv],
         capture_output=True,
@@ -39,6 +46,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         timeout=120,
         check=False,
+        umask=0o022,
     )
 
 
@@ -55,6 +63,11 @@ def _fill(state_dir: Path, rounds: int) -> set[int]:
     seqs = {r.seq for r in buffer.oldest(limit=100_000)}
     buffer.close()
     return seqs
+
+
+def _export(config: Config, out: Path) -> None:
+    key = read_transfer_key(config.transfer.key_file)
+    export_buffer(config.state_dir, out, key=key, now=1_780_000_000.0, clock_synced=True)
 
 
 def test_export_then_import_delivers_every_unsent_reading_once(
@@ -107,7 +120,7 @@ def test_interrupted_import_resumes_and_resends_only_unacknowledged(
     config = load_config(config_file)
     seqs = _fill(config.state_dir, 100)
     out = tmp_path / "export.jsonl.gz"
-    export_buffer(config.state_dir, out, now=1_780_000_000.0, clock_synced=True)
+    _export(config, out)
     progress = out.with_name(out.name + ".progress")
 
     def acked_so_far() -> int:
@@ -147,14 +160,16 @@ def test_import_reads_schema_2_lines_and_publishes_the_configured_schema(
     buffer = Buffer.open(state / "buffer.sqlite", site=SITE, max_readings=100_000)
     readings = buffer.oldest(limit=100)
     buffer.close()
-    header = {"format": "village-agent-buffer-export", "version": 1, "site": SITE,
+    header = {"format": "village-agent-buffer-export", "version": 2, "site": SITE,
               "count": len(readings), "first_seq": 1, "exported_at": 0, "clock_synced": True,
               "agent_version": "x"}  # fmt: skip
     out = tmp_path / "export.jsonl.gz"
-    with gzip.open(out, "wb") as packed:
-        packed.write(json.dumps(header).encode() + b"\n")
-        packed.write(encode_telemetry(SITE, readings[:25], compress=False, schema=2) + b"\n")
-        packed.write(encode_telemetry(SITE, readings[25:], compress=False, schema=1) + b"\n")
+    lines = [
+        json.dumps(header).encode() + b"\n",
+        encode_telemetry(SITE, readings[:25], compress=False, schema=2) + b"\n",
+        encode_telemetry(SITE, readings[25:], compress=False, schema=1) + b"\n",
+    ]
+    write_signed(out, lines, read_transfer_key(config.transfer.key_file))
     with Collector(broker.url(), PREFIX) as collector:
         done = import_export(out, config)
         assert done.complete and done.sent_now == len(seqs)
@@ -172,7 +187,7 @@ def test_rejected_telemetry_stops_the_import_with_nothing_marked_done(
     config = load_config(write_config(tmp_path / "site", broker_url=broker.url()))
     _fill(config.state_dir, 5)
     out = tmp_path / "export.jsonl.gz"
-    export_buffer(config.state_dir, out, now=1_780_000_000.0, clock_synced=True)
+    _export(config, out)
     with pytest.raises(BrokerRefused, match="refused telemetry"):
         import_export(out, config, stall_timeout_s=10)
     progress = out.with_name(out.name + ".progress")
@@ -187,7 +202,7 @@ def test_truncated_export_is_refused_before_anything_is_sent(
     config = load_config(config_file)
     _fill(config.state_dir, 400)
     out = tmp_path / "export.jsonl.gz"
-    export_buffer(config.state_dir, out, now=1_780_000_000.0, clock_synced=True)
+    _export(config, out)
     out.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
     with pytest.raises(BadExport):
         import_export(out, config)
@@ -196,28 +211,163 @@ def test_truncated_export_is_refused_before_anything_is_sent(
     assert "damaged or truncated" in done.stderr
 
 
+class _Everything:
+    """A subscriber to every topic of the test broker, to prove that nothing was published."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.messages: list[str] = []
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._client.on_message = lambda _c, _u, message: self.messages.append(message.topic)
+        self._client.on_subscribe = lambda *_args: self._subscribed.set()
+        self._client.connect(broker.host, broker.port)
+        self._client.subscribe("#", qos=1)
+        self._client.loop_start()
+        assert self._subscribed.wait(10)
+
+    def seen_after_a_sentinel(self) -> list[str]:
+        """Everything received before a sentinel published now has come back (same broker,
+        in order), so an empty list means nothing was published."""
+        self._client.publish("sentinel/done", b"1", qos=1).wait_for_publish(10)
+        deadline = time.monotonic() + 10
+        while "sentinel/done" not in self.messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._client.loop_stop()
+        self._client.disconnect()
+        assert "sentinel/done" in self.messages
+        return [t for t in self.messages if t != "sentinel/done"]
+
+
+def _unpacked(path: Path) -> list[bytes]:
+    with gzip.open(path) as packed:
+        return list(packed)
+
+
+def _hostile_files(config: Config, tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Each way a file can lie, with the words the refusal must contain."""
+    genuine = tmp_path / "genuine.jsonl.gz"
+    _export(config, genuine)
+    lines = _unpacked(genuine)
+    key = read_transfer_key(config.transfer.key_file)
+    files: dict[str, tuple[Path, str]] = {}
+
+    def made(name: str, body: list[bytes], sign_with: bytes | None, words: str) -> None:
+        path = tmp_path / f"{name}.jsonl.gz"
+        if sign_with is None:
+            with gzip.open(path, "wb") as packed:
+                packed.writelines(body)
+        else:
+            write_signed(path, body, sign_with)
+        files[name] = (path, words)
+
+    altered = [lines[0], lines[1].replace(b'"test.a"', b'"test.z"'), *lines[2:]]
+    made("altered", altered, None, "signature does not match")
+    forged = [lines[0], *lines[1:-1], b'{"hmac_sha256": "' + b"0" * 64 + b'"}\n']
+    made("forged", forged, None, "signature does not match")
+    made("truncated", lines[:-1], None, "no signature line")
+    made("resigned", lines[:-1], b"another-site-key-0123456789abcdef", "signature does not match")
+    other = [lines[0].replace(SITE.encode(), b"other-site-02"), *lines[1:-1]]
+    made("cross_site", other, b"other-site-key-0123456789abcdefgh", "made for site 'other-site-02'")
+    dollar = [lines[0].replace(f'"{SITE}"'.encode(), b'"$SYS/x"'), *lines[1:-1]]
+    made("dollar_site", dollar, key, "not a valid site id")
+    raw = genuine.read_bytes()
+    made("cut_gzip", [], None, "")
+    files["cut_gzip"][0].write_bytes(raw[: len(raw) // 2])
+    files["cut_gzip"] = (files["cut_gzip"][0], "damaged or truncated")
+    return files
+
+
+def test_forged_altered_truncated_resigned_and_cross_site_files_publish_nothing(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Each hostile export is refused with exit 65 naming the line and what is wrong, before a
+    connection is made: a subscriber to every topic receives nothing."""
+    config_file = write_config(tmp_path / "site", broker_url=broker.url())
+    config = load_config(config_file)
+    _fill(config.state_dir, 300)
+    files = _hostile_files(config, tmp_path)
+    watcher = _Everything(broker)
+    for name, (path, words) in files.items():
+        done = _cli("buffer", "import", str(path), "--config", str(config_file))
+        assert done.returncode == 65, (name, done.stderr)
+        assert words in done.stderr and "nothing was sent" in done.stderr, (name, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert not path.with_name(path.name + ".progress").exists()
+    assert watcher.seen_after_a_sentinel() == []
+
+
+def test_export_without_a_transfer_key_fails_clearly(tmp_path: Path, broker: Broker) -> None:
+    """With no key file, export writes nothing and says where the key belongs (exit 78)."""
+    config_file = write_config(tmp_path / "site", broker_url=broker.url())
+    config = load_config(config_file)
+    _fill(config.state_dir, 3)
+    config.transfer.key_file.unlink()
+    out = tmp_path / "export.jsonl.gz"
+    done = _cli("buffer", "export", "--out", str(out), "--config", str(config_file))
+    assert done.returncode == 78
+    assert f"cannot read the transfer key {config.transfer.key_file}" in done.stderr
+    assert not out.exists()
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_hand_run_commands_make_files_0640_and_directories_0750(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Run from a root shell (umask 022), `run` makes state_dir 0750 and the buffer 0640, and
+    export and import make their files 0640: nothing for every user on the gateway to read."""
+    config_file = write_config(tmp_path / "site", broker_url=broker.url())
+    config = load_config(config_file)
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(config_file)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        umask=0o022,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (config.state_dir / "buffer.sqlite").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        agent.terminate()
+        assert agent.wait(30) == 0
+    assert _mode(config.state_dir) == 0o750
+    assert _mode(config.state_dir / "buffer.sqlite") == 0o640
+    _fill(config.state_dir, 5)  # unsent readings, so that import has something to acknowledge
+    out = tmp_path / "export.jsonl.gz"
+    assert _cli("buffer", "export", "--out", str(out), "--config", str(config_file)).returncode == 0
+    assert _mode(out) == 0o640
+    done = _cli("buffer", "import", str(out), "--config", str(config_file))
+    assert done.returncode == 0, done.stderr
+    assert _mode(out.with_name(out.name + ".progress")) == 0o640
+
+
 def test_every_line_carries_the_buffer_epoch_and_a_line_of_another_is_refused(
     tmp_path: Path,
 ) -> None:
     """Export names the buffer's epoch in the header and every line; a file mixing epochs (two
-    buffers' exports pasted together) is refused, since seqs repeat across epochs."""
-    state = tmp_path / "state"
-    state.mkdir()
-    _fill(state, 300)
-    buffer = Buffer.open(state / "buffer.sqlite", site=SITE, max_readings=100_000)
+    buffers' exports pasted together, signed with the right key) is refused, since seqs repeat
+    across epochs."""
+    config = write_config(tmp_path / "site", broker_url="mqtt://127.0.0.1:1", interval_s=0.2)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    _fill(config.state_dir, 300)
+    buffer = Buffer.open(config.state_dir / "buffer.sqlite", site=SITE, max_readings=100_000)
     epoch = buffer.epoch
     buffer.close()
     out = tmp_path / "export.jsonl.gz"
-    export_buffer(state, out, now=1_780_000_000.0, clock_synced=True)
+    _export(config, out)
     with gzip.open(out) as packed:
-        header, *lines = (json.loads(line) for line in packed)
+        header, *lines, _signature = (json.loads(line) for line in packed)
     assert header["epoch"] == epoch
     assert len(lines) == 2 and {line["epoch"] for line in lines} == {epoch}
-    verify_export(out)
+    key = read_transfer_key(config.transfer.key_file)
+    with out.open("rb") as handle:
+        verify_export(out, handle, config, key)
     lines[1]["epoch"] = "0000000000000000"
     mixed = tmp_path / "mixed.jsonl.gz"
-    with gzip.open(mixed, "wb") as packed:
-        for obj in (header, *lines):
-            packed.write(json.dumps(obj).encode() + b"\n")
-    with pytest.raises(BadExport, match="line 3: another seq epoch"):
-        verify_export(mixed)
+    write_signed(mixed, [json.dumps(obj).encode() + b"\n" for obj in (header, *lines)], key)
+    with mixed.open("rb") as handle, pytest.raises(BadExport, match="line 3: .*another seq epoch"):
+        verify_export(mixed, handle, config, key)

@@ -66,14 +66,17 @@ def _statuses(found: dict[str, CheckResult]) -> dict[str, tuple[str, str]]:
 def test_broker_checks_pass_with_the_right_password(
     tmp_path: Path, broker_factory: BrokerFactory
 ) -> None:
-    """A running broker that accepts the configured user and password passes TCP, TLS and login."""
+    """A running broker that accepts the configured user and password passes TCP and login; over
+    mqtt:// (allowed by broker.allow_plaintext) the TLS line fails: the password travels in clear."""
     broker = broker_factory(passwords={"site": PASSWORD})
     secret = _password_file(tmp_path, PASSWORD)
-    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    config = _config(
+        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
+    )
     found = _statuses(_run(inputs_from_file(config), *BROKER_CHECKS))
     assert found == {
         "broker_tcp": ("pass", "broker_tcp.ok"),
-        "broker_tls": ("pass", "broker_tls.not_used"),
+        "broker_tls": ("fail", "broker_tls.plaintext"),
         "broker_mqtt": ("pass", "broker_mqtt.ok"),
     }
 
@@ -101,7 +104,9 @@ def test_wrong_password_is_reported_as_auth_refused(
     """A broker with another password answers CONNACK "bad user name or password": auth refused."""
     broker = broker_factory(passwords={"site": "another-password"})
     secret = _password_file(tmp_path, PASSWORD)
-    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    config = _config(
+        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
+    )
     for protocol in ("5", "3.1.1"):
         found = _run(inputs_from_file(_with_protocol(config, protocol)), *BROKER_CHECKS)
         assert found["broker_tcp"].status == "pass"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -51,6 +52,11 @@ def write_config(
     config.update(extra or {})
     path = directory / "agent.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    # transfer.key_file's default, next to the config, as install.sh creates it.
+    key = directory / "transfer.key"
+    if not key.exists():
+        key.write_text(hashlib.sha256(str(directory).encode()).hexdigest() + "\n")
+        key.chmod(0o600)
     return path
 
 

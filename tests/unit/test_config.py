@@ -182,7 +182,7 @@ def test_a_world_readable_password_file_is_refused(tmp_path: Path) -> None:
     secret.write_text("s3cret\n")
     os.chmod(secret, 0o644)
     text = (
-        "site_id: a\nstate_dir: s\ninterval_s: 1\nbroker:\n  url: mqtt://h\n  topic_prefix: p\n"
+        "site_id: a\nstate_dir: s\ninterval_s: 1\nbroker:\n  url: mqtts://h\n  topic_prefix: p\n"
         f"  username: u\n  password_file: {secret}\n"
     )
     with pytest.raises(ConfigError) as caught:
@@ -213,3 +213,124 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.yaml")
     assert "cannot read the file" in caught.value.problems[0]
+
+
+_BASE = "site_id: a\nstate_dir: s\ninterval_s: 1\nbroker:\n  url: mqtts://h\n  topic_prefix: p\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "path", "words"),
+    [
+        ('  topic_prefix: "desa\\nv1"\n', "broker.topic_prefix", "control character"),
+        ('  topic_prefix: "desa\\ud800"\n', "broker.topic_prefix", "lone surrogate"),
+        ("  topic_prefix: $SYS/desa\n", "broker.topic_prefix", "'$'"),
+        ("  topic_prefix: desa/$x\n", "broker.topic_prefix", "'$'"),
+        ("  topic_prefix: desa//v1\n", "broker.topic_prefix", "empty levels"),
+        ("  topic_prefix: desa/#\n", "broker.topic_prefix", "'#'"),
+        (f"  topic_prefix: {'x' * 65_500}\n", "broker.topic_prefix", "bytes long"),
+        (f"  client_id: {'c' * 65_535}\n", "broker.client_id", "client id"),
+        ('  username: "u\\0ser"\n', "broker.username", "control character"),
+        (f"  username: {'é' * 33_000}\n", "broker.username", "bytes long"),
+        ("  splay_s: 1.0e+12\n", "broker.splay_s", "within"),
+        ("  splay_s: 86400\n", "broker.splay_s", "between 0 and 3600"),
+        ("  splay_s: -1\n", "broker.splay_s", "between"),
+        ("  keepalive_s: 70000\n", "broker.keepalive_s", "between 5 and 65535"),
+        (f"  inflight_max: {'9' * 5000}\n", "", "number too long"),
+        ("  url: 'mqtt://[::1'\n", "broker.url", "not a URL"),
+    ],
+)
+def test_values_mqtt_cannot_carry_are_refused_with_their_path(
+    tmp_path: Path, line: str, path: str, words: str
+) -> None:
+    """Control characters, lone surrogates, `$`/wildcards in topics, lengths past MQTT's 65,535
+    bytes and numbers out of range are config errors naming the key, never a traceback."""
+    key = line.split(":", 1)[0].strip()
+    text = "\n".join(row for row in _BASE.splitlines() if row.strip().split(":")[0] != key)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text + "\n" + line, tmp_path / "c.yaml")
+    prefix = f"At '{path}'" if path else ""
+    assert any(p.startswith(prefix) and words in p for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+def test_a_nul_in_state_dir_is_refused(tmp_path: Path) -> None:
+    """A NUL in a path is refused at check time instead of crashing `run`."""
+    text = _BASE.replace("state_dir: s", 'state_dir: "/var/lib/\\0agent"')
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "c.yaml")
+    assert caught.value.problems[0].startswith("At 'state_dir': ")
+
+
+def _password(tmp_path: Path) -> Path:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    return secret
+
+
+def test_a_password_over_plain_mqtt_is_refused(tmp_path: Path) -> None:
+    """mqtt:// with a password_file is refused unless broker.allow_plaintext: true accepts it."""
+    text = _BASE.replace("mqtts://h", "mqtt://h") + (
+        f"  username: u\n  password_file: {_password(tmp_path)}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "c.yaml")
+    assert len(caught.value.problems) == 1
+    assert "clear text" in caught.value.problems[0]
+    assert caught.value.problems[0].startswith("At 'broker.password_file'")
+    config = parse_config(text + "  allow_plaintext: true\n", tmp_path / "c.yaml")
+    assert config.broker.allow_plaintext and not config.broker.tls
+
+
+def test_an_encrypted_client_key_is_refused(tmp_path: Path) -> None:
+    """A passphrase-protected key is a config error, not a prompt on the terminal."""
+    cert, key = tmp_path / "c.crt", tmp_path / "c.key"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    key.write_text(
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    )
+    key.chmod(0o600)
+    text = _BASE + f"  cert_file: {cert}\n  key_file: {key}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "c.yaml")
+    assert caught.value.problems == [
+        f"At 'broker.key_file': {key} is encrypted with a passphrase, which a service cannot type;"
+        f" decrypt it once: openssl pkey -in {key} -out {key}.plain"
+    ]
+
+
+def test_the_tls_context_refuses_an_encrypted_key_without_prompting(tmp_path: Path) -> None:
+    """Building the TLS context with a passphrase-protected key raises EncryptedKey (no prompt)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from agent.publish.tls import EncryptedKey, verified_context
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "site")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder(subject_name=name, issuer_name=name)
+        .public_key(private.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(private, hashes.SHA256())
+    )
+    cert = tmp_path / "client.crt"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key = tmp_path / "client.key"
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    with pytest.raises(EncryptedKey):
+        verified_context(None, cert, key)
