@@ -412,6 +412,7 @@ def _batches(
     path: Path,
     handle: IO[bytes],
     config: Config,
+    *,
     epoch: str,
     skip: SeqRanges,
     skipped: list[int],
@@ -490,7 +491,7 @@ def _import(
         client_id=f"{config.client_id}-import",
         will=Will(topic=marker, online=note("importing"), offline=note("stopped")),
     )
-    batches = _batches(path, source, config, epoch, progress.acked, skipped)
+    batches = _batches(path, source, config, epoch=epoch, skip=progress.acked, skipped=skipped)
     resend: deque[tuple[Reading, ...]] = deque()
     flights: dict[tuple[int, int], tuple[Reading, ...]] = {}
     exhausted = False

@@ -20,8 +20,8 @@ from agent.cli.transfer import (
     BrokerRefused,
     export_buffer,
     import_export,
-    verify_export,
     read_transfer_key,
+    verify_export,
     write_signed,
 )
 from agent.config.load import load_config
@@ -369,5 +369,5 @@ def test_every_line_carries_the_buffer_epoch_and_a_line_of_another_is_refused(
     lines[1]["epoch"] = "0000000000000000"
     mixed = tmp_path / "mixed.jsonl.gz"
     write_signed(mixed, [json.dumps(obj).encode() + b"\n" for obj in (header, *lines)], key)
-    with mixed.open("rb") as handle, pytest.raises(BadExport, match="line 3: .*another seq epoch"):
+    with mixed.open("rb") as handle, pytest.raises(BadExport, match=r"line 3: .*another seq epoch"):
         verify_export(mixed, handle, config, key)
