@@ -351,7 +351,9 @@ def test_every_line_carries_the_buffer_epoch_and_a_line_of_another_is_refused(
     """Export names the buffer's epoch in the header and every line; a file mixing epochs (two
     buffers' exports pasted together, signed with the right key) is refused, since seqs repeat
     across epochs."""
-    config = write_config(tmp_path / "site", broker_url="mqtt://127.0.0.1:1", interval_s=0.2)
+    config = load_config(
+        write_config(tmp_path / "site", broker_url="mqtt://127.0.0.1:1", interval_s=0.2)
+    )
     config.state_dir.mkdir(parents=True, exist_ok=True)
     _fill(config.state_dir, 300)
     buffer = Buffer.open(config.state_dir / "buffer.sqlite", site=SITE, max_readings=100_000)
