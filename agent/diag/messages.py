@@ -209,7 +209,31 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
         "id": ("{seen}", ""),
         "en": ("{seen}", ""),
     },
-    "latency.some_loss": {
+    "latency.first_hop_down": {
+        "id": (
+            "Modem/LAN mati: lompatan pertama {hop} tidak menjawab. {seen}",
+            "Cek kabel LAN dan daya modem; nyalakan ulang modem.",
+        ),
+        "en": (
+            "Modem/LAN down: the first hop {hop} does not answer. {seen}",
+            "Check the LAN cable and the modem's power; restart the modem.",
+        ),
+    },
+    "latency.backhaul_down": {
+        "id": (
+            "Backhaul putus setelah lompatan pertama: modem {hop} menjawab, target lain tidak. "
+            "{seen}",
+            "Masalah di VSAT/ISP, bukan di LAN: cek lampu sinyal modem, arah antena, "
+            "lalu hubungi penyedia.",
+        ),
+        "en": (
+            "Backhaul down beyond the first hop: the modem {hop} answers, no other target does. "
+            "{seen}",
+            "The fault is at the VSAT/ISP, not the LAN: check the modem's signal lights and dish "
+            "pointing, then call the provider.",
+        ),
+    },
+    "latency.lossy": {
         "id": (
             "Sebagian paket hilang: {seen}",
             "Link tidak stabil: cek sinyal/arah antena dan cuaca; ulangi nanti.",
@@ -217,6 +241,16 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
         "en": (
             "Some packets lost: {seen}",
             "Unstable link: check signal/dish pointing and weather; retry later.",
+        ),
+    },
+    "latency.slow": {
+        "id": (
+            "Lambat (batas {limit_ms} ms): {seen}",
+            "Link padat atau cuaca buruk; cek pemakaian hotspot, ulangi nanti.",
+        ),
+        "en": (
+            "Slow (limit {limit_ms} ms): {seen}",
+            "Congested link or bad weather; check hotspot use, retry later.",
         ),
     },
     "latency.all_silent": {

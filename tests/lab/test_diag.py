@@ -489,7 +489,30 @@ def test_latency_check_passes_against_a_target_that_answers(tmp_path: Path, lab:
     seed = next(s for s in range(100) if 0 < sum(_first_drops(0.5, s, 3)) < 3)
     with lab.start_responder(delay_ms=10, loss=0.5, seed=seed):
         check = _checks(_diag_in(lab, config)[1])["latency"]
-    assert (check["status"], check["key"]) == ("warn", "latency.some_loss"), check
+    assert (check["status"], check["key"]) == ("warn", "latency.lossy"), check
+
+
+@pytest.mark.netns
+@needs_netns
+def test_latency_tells_a_dead_backhaul_from_a_dead_modem(tmp_path: Path, lab: Lab) -> None:
+    """First hop answers, backhaul targets silent: "backhaul down beyond the first hop"; a default
+    route via an address nobody holds: "modem/LAN down"."""
+    gw = lab.names["gw"]
+    subprocess.run(["ip", "-n", gw, "route", "add", "default", "via", FAR_ADDR], check=True)
+    # Behind the far end, which does not forward: like a modem whose satellite link is gone.
+    extra = {"latency": {"targets": ["gateway", "10.78.0.9", "10.78.0.10"]}}
+    config = _config(tmp_path, f"mqtt://{FAR_ADDR}:1883", extra=extra)
+    check = _checks(_diag_in(lab, config)[1])["latency"]
+    assert (check["status"], check["key"]) == ("fail", "latency.backhaul_down"), check
+    assert f"modem {FAR_ADDR} answers" in check["detail"]
+    assert "10.78.0.9 100%" in check["detail"]
+    indonesian = _checks(_diag_in(lab, config, lang="id")[1])["latency"]
+    assert "Backhaul putus setelah lompatan pertama" in indonesian["detail"]
+    # The modem gone: the next hop in the routing table answers no ARP.
+    subprocess.run(["ip", "-n", gw, "route", "replace", "default", "via", "10.77.0.3"], check=True)
+    check = _checks(_diag_in(lab, config)[1])["latency"]
+    assert (check["status"], check["key"]) == ("fail", "latency.first_hop_down"), check
+    assert "10.77.0.3" in check["detail"]
 
 
 def _first_drops(loss: float, seed: int, n: int) -> list[bool]:
