@@ -7,14 +7,21 @@ it: short, plain, with the command to type.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from typing import Literal
 
 from agent.diag.base import CheckResult
+from agent.lang import LANGS, Lang, choose_lang
 
-Lang = Literal["id", "en"]
-LANGS: tuple[Lang, ...] = ("id", "en")
+__all__ = [
+    "HEADINGS",
+    "LANGS",
+    "MESSAGES",
+    "STATUS_WORDS",
+    "TITLES",
+    "Lang",
+    "choose_lang",
+    "words",
+]
 
 _SVC = "systemctl restart village-agent"
 _LOG = "journalctl -u village-agent -n 50"
@@ -28,6 +35,7 @@ TITLES: Mapping[str, Mapping[Lang, str]] = {
     "broker_tcp": {"id": "Broker: koneksi TCP", "en": "Broker: TCP connection"},
     "broker_tls": {"id": "Broker: TLS/sertifikat", "en": "Broker: TLS/certificate"},
     "broker_mqtt": {"id": "Broker: login MQTT", "en": "Broker: MQTT login"},
+    "broker_publish": {"id": "Broker: uji kirim data", "en": "Broker: test publish"},
     "clock": {"id": "Jam sistem", "en": "System clock"},
     "buffer": {"id": "Antrean data (buffer)", "en": "Data queue (buffer)"},
     "disk": {"id": "Ruang disk", "en": "Disk space"},
@@ -394,6 +402,56 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
         "id": ("TLS gagal: {error}", "Cek port di broker.url (TLS biasanya 8883)."),
         "en": ("TLS failed: {error}", "Check the port in broker.url (TLS is usually 8883)."),
     },
+    "broker_publish.ok": {
+        "id": ("Pesan uji (tanpa data) ke {topic} diterima broker (PUBACK {ms} ms).", ""),
+        "en": ("A test message (no readings) to {topic} was acknowledged (PUBACK {ms} ms).", ""),
+    },
+    "broker_publish.denied": {
+        "id": (
+            "Broker MENOLAK data ke {topic}: {reason}.",
+            "Login berhasil tetapi ACL broker melarang topik ini: minta admin broker "
+            "mengizinkan user ini menulis ke {topic}.",
+        ),
+        "en": (
+            "The broker REFUSES data on {topic}: {reason}.",
+            "The login works but the broker's ACL denies this topic: ask the broker's admin to "
+            "let this user write to {topic}.",
+        ),
+    },
+    "broker_publish.unseen_311": {
+        "id": (
+            "MQTT 3.1.1: broker tidak bisa memberi tahu penolakan ke {topic}. Penolakan terakhir "
+            "yang dilihat layanan: {last_error} ({rejected} pesan ditolak).",
+            "Pakai broker.protocol: '5' agar penolakan ACL terlihat, atau cek log broker.",
+        ),
+        "en": (
+            "MQTT 3.1.1: the broker cannot report a refusal on {topic}. The service's last "
+            "refusal: {last_error} ({rejected} messages refused).",
+            "Use broker.protocol: '5' so an ACL deny can be seen, or read the broker's log.",
+        ),
+    },
+    "broker_publish.no_ack": {
+        "id": (
+            "Tidak ada PUBACK untuk pesan uji ke {topic} dalam batas waktu.",
+            "Broker terlalu sibuk atau link putus-putus; ulangi, lalu cek log broker.",
+        ),
+        "en": (
+            "No PUBACK for the test message to {topic} in time.",
+            "The broker is overloaded or the link drops; retry, then read the broker's log.",
+        ),
+    },
+    "broker_publish.no_login": {
+        "id": ("Login kedua untuk uji kirim gagal ({reason}).", "Ulangi diag; cek log broker."),
+        "en": ("The second login, to publish, failed ({reason}).", "Retry; read the broker's log."),
+    },
+    "broker_publish.unreachable": {
+        "id": ("Broker tidak terjangkau saat uji kirim ({reason}).", "Ulangi diag."),
+        "en": ("The broker could not be reached to publish ({reason}).", "Retry diag."),
+    },
+    "broker_publish.failed": {
+        "id": ("Uji kirim gagal: {reason}.", "Cek file kata sandi dan sertifikat."),
+        "en": ("The test publish failed: {reason}.", "Check the password and certificate files."),
+    },
     "broker_mqtt.ok": {
         "id": ("Login diterima (user {user}).", ""),
         "en": ("Login accepted (user {user}).", ""),
@@ -673,17 +731,6 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
         ),
     },
 }
-
-
-def choose_lang(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Lang:
-    """`--lang` if given; else the locale (LC_ALL, LC_MESSAGES, LANG: the first one set)."""
-    if explicit in LANGS:
-        return "id" if explicit == "id" else "en"
-    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = environ.get(var, "")
-        if value:
-            return "id" if value.lower().startswith("id") else "en"
-    return "en"
 
 
 def words(found: CheckResult, lang: Lang) -> tuple[str, str]:
