@@ -11,7 +11,9 @@ from __future__ import annotations
 from agent.diag.base import CheckResult, CheckSpec, DiagInputs, Earlier
 from agent.diag.broker import check_broker_mqtt, check_broker_tcp, check_broker_tls
 from agent.diag.delivery import check_broker_publish
+from agent.diag.dhcp import check_dhcp
 from agent.diag.network import check_dns, check_latency
+from agent.diag.path import check_path
 from agent.diag.state import check_buffer, check_config, check_service
 from agent.diag.system import (
     check_clock,
@@ -27,9 +29,11 @@ __all__ = ["CHECKS", "CheckResult", "CheckSpec", "DiagInputs", "Earlier"]
 CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(name="config", run=check_config, timeout_s=1.0),
     CheckSpec(name="interfaces", run=check_interfaces, timeout_s=1.0),
+    CheckSpec(name="dhcp", run=check_dhcp, timeout_s=5.0),
     CheckSpec(name="route", run=check_route, timeout_s=1.0),
     CheckSpec(name="dns", run=check_dns, timeout_s=3.0),
     CheckSpec(name="latency", run=check_latency, timeout_s=3.0),
+    CheckSpec(name="path", run=check_path, timeout_s=4.0),
     CheckSpec(name="broker_tcp", run=check_broker_tcp, timeout_s=4.0),
     CheckSpec(name="broker_tls", run=check_broker_tls, timeout_s=4.0),
     CheckSpec(name="broker_mqtt", run=check_broker_mqtt, timeout_s=5.0),

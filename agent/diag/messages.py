@@ -29,9 +29,11 @@ _LOG = "journalctl -u village-agent -n 50"
 TITLES: Mapping[str, Mapping[Lang, str]] = {
     "config": {"id": "Konfigurasi", "en": "Configuration"},
     "interfaces": {"id": "Antarmuka jaringan (WAN/LAN)", "en": "Network interfaces (WAN/LAN)"},
+    "dhcp": {"id": "DHCP hotspot (LAN)", "en": "Hotspot DHCP (LAN)"},
     "route": {"id": "Rute default", "en": "Default route"},
     "dns": {"id": "DNS", "en": "DNS"},
     "latency": {"id": "Latensi ke target", "en": "Latency to targets"},
+    "path": {"id": "Jalur (traceroute)", "en": "Path (traceroute)"},
     "broker_tcp": {"id": "Broker: koneksi TCP", "en": "Broker: TCP connection"},
     "broker_tls": {"id": "Broker: TLS/sertifikat", "en": "Broker: TLS/certificate"},
     "broker_mqtt": {"id": "Broker: login MQTT", "en": "Broker: MQTT login"},
@@ -270,6 +272,88 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
             "No target answered: {seen}",
             "The backhaul is down. Check the modem/VSAT and default route.",
         ),
+    },
+    "path.ok": {
+        "id": ("Sampai ke {dst} dalam {hops} lompatan ({how}): {path}", ""),
+        "en": ("Reached {dst} in {hops} hops ({how}): {path}", ""),
+    },
+    "path.breaks": {
+        "id": (
+            "Jalur putus setelah lompatan {after} ({at}, {kind}) menuju {dst} ({how}): {path}",
+            "Lompatan terakhir yang menjawab menunjukkan bagian yang masih jalan; "
+            "yang sesudahnya rusak (LAN: kabel/switch, modem: VSAT/ISP, backhaul: hubungi penyedia).",
+        ),
+        "en": (
+            "The path breaks after hop {after} ({at}, {kind}) towards {dst} ({how}): {path}",
+            "The last hop that answers is the last part that works; the fault is after it "
+            "(LAN: cable/switch, modem: VSAT/ISP, backhaul: call the provider).",
+        ),
+    },
+    "path.no_hop": {
+        "id": (
+            "Tidak ada lompatan yang menjawab menuju {dst} ({how}).",
+            "Cek kabel LAN dan modem; lihat baris Rute default dan Latensi.",
+        ),
+        "en": (
+            "No hop answers towards {dst} ({how}).",
+            "Check the LAN cable and the modem; see the default route and latency lines.",
+        ),
+    },
+    "path.no_target": {
+        "id": ("Tidak ada alamat untuk dilacak (nama tidak ditemukan).", "Lihat baris DNS."),
+        "en": ("No address to trace (no name resolved).", "See the DNS line."),
+    },
+    "path.no_scapy": {
+        "id": (
+            "Tidak diperiksa: paket scapy belum terpasang.",
+            "Pasang: pip install 'village-agent[diag]' (atau: apt install python3-scapy)",
+        ),
+        "en": (
+            "Not checked: scapy is not installed.",
+            "Install it: pip install 'village-agent[diag]' (or: apt install python3-scapy)",
+        ),
+    },
+    "path.no_permission": {
+        "id": ("Tidak diperiksa: traceroute perlu root.", "Jalankan: sudo village-agent diag"),
+        "en": ("Not checked: the traceroute needs root.", "Run: sudo village-agent diag"),
+    },
+    "path.failed": {
+        "id": ("Traceroute gagal: {error}", "Ulangi dengan sudo; cek rute default."),
+        "en": ("The traceroute failed: {error}", "Retry with sudo; check the default route."),
+    },
+    "dhcp.ok": {
+        "id": (
+            "Server DHCP {server} di {iface} menawarkan {address}, sewa {lease_min} menit, DNS {dns}.",
+            "",
+        ),
+        "en": (
+            "DHCP server {server} on {iface} offers {address}, lease {lease_min} min, DNS {dns}.",
+            "",
+        ),
+    },
+    "dhcp.silent": {
+        "id": (
+            "Tidak ada server DHCP yang menjawab di {iface}.",
+            "HP warga tidak dapat alamat: nyalakan ulang access point/router hotspot, cek kabel "
+            "LAN-nya, atau jalankan dnsmasq di gateway.",
+        ),
+        "en": (
+            "No DHCP server answers on {iface}.",
+            "Phones get no address: restart the hotspot's access point/router, check its LAN "
+            "cable, or run dnsmasq on the gateway.",
+        ),
+    },
+    "dhcp.no_lan": {
+        "id": ("Tidak diperiksa: lan.interface tidak diisi.", ""),
+        "en": ("Not checked: lan.interface is not set.", ""),
+    },
+    "dhcp.no_interface": {
+        "id": ("Antarmuka hotspot {iface} tidak ada.", "Perbaiki lan.interface di konfigurasi."),
+        "en": ("The hotspot interface {iface} does not exist.", "Fix lan.interface in the config."),
+    },
+    "dhcp.failed": {
+        "id": ("DHCP tidak bisa diuji di {iface}: {error}", "Ulangi dengan sudo."),
+        "en": ("Could not test DHCP on {iface}: {error}", "Retry with sudo."),
     },
     "broker.not_tried": {
         "id": ("Tidak dicoba karena langkah broker di atas gagal.", "Perbaiki baris di atas dulu."),
