@@ -139,6 +139,45 @@ TEXTS: Mapping[str, Mapping[Lang, str]] = {
         "en": "No PUBACK for seq {first}..{last} within {seconds} s. The readings stay in the "
         "buffer; run: village-agent diag",
     },
+    # -- buffer export / import ------------------------------------------------------------------
+    "buffer.nothing_to_export": {
+        "id": "export: {error}: tidak ada yang diekspor",
+        "en": "export: {error}: nothing to export",
+    },
+    "buffer.export_failed": {"id": "export: {error}", "en": "export: {error}"},
+    "buffer.cannot_write": {
+        "id": "export: tidak bisa menulis {out}: {error}",
+        "en": "export: cannot write {out}: {error}",
+    },
+    "buffer.seqs": {"id": "seq {first}..{last}", "en": "seq {first}..{last}"},
+    "buffer.none_unsent": {"id": "tidak ada yang belum terkirim", "en": "nothing unsent"},
+    "buffer.exported": {
+        "id": "{count} data belum terkirim dari lokasi {site} ({seqs}) diekspor ke {path}",
+        "en": "exported {count} unsent readings of site {site} ({seqs}) to {path}",
+    },
+    "buffer.import_hint": {
+        "id": "impor di tempat lain dengan: village-agent buffer import {name} --config FILE",
+        "en": "import elsewhere with: village-agent buffer import {name} --config FILE",
+    },
+    "buffer.bad_export": {"id": "import: {error}", "en": "import: {error}"},
+    "buffer.refused": {
+        "id": "import: {error}; batch yang sudah diterima tercatat, jalankan lagi setelah diperbaiki",
+        "en": "import: {error}; acknowledged batches are recorded, run again once fixed",
+    },
+    "buffer.no_progress": {
+        "id": "import: {error}; jalankan perintah yang sama lagi untuk melanjutkan",
+        "en": "import: {error}; run the same command again to resume",
+    },
+    "buffer.imported": {
+        "id": "lokasi {site}: {delivered}/{total} data diterima broker ({now} sekarang dalam "
+        "{messages} pesan, {already} di putaran sebelumnya) dalam {seconds:.1f} detik",
+        "en": "site {site}: {delivered}/{total} readings acknowledged by the broker ({now} now in "
+        "{messages} messages, {already} in earlier runs) in {seconds:.1f} s",
+    },
+    "buffer.interrupted": {
+        "id": "terhenti: jalankan perintah yang sama lagi untuk melanjutkan",
+        "en": "interrupted: run the same command again to resume",
+    },
     # -- status ------------------------------------------------------------------------------------
     "status.running": {"id": "village-agent berjalan", "en": "village-agent is running"},
     "status.stale": {
