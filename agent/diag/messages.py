@@ -817,7 +817,21 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
 }
 
 
+# The daemon's broker states as the status file spells them, in words for each language: the
+# service line shows them inside its sentence.
+BROKER_STATES: Mapping[str, Mapping[Lang, str]] = {
+    "connected": {"id": "terhubung", "en": "connected"},
+    "disconnected": {"id": "terputus", "en": "disconnected"},
+    "unreachable": {"id": "tidak terjangkau", "en": "unreachable"},
+    "refused": {"id": "menolak", "en": "refused"},
+}
+
+
 def words(found: CheckResult, lang: Lang) -> tuple[str, str]:
     """(detail, advice) of a result in `lang`."""
     detail, advice = MESSAGES[found.key][lang]
-    return detail.format(**found.args), advice.format(**found.args)
+    args = dict(found.args)
+    state = args.get("broker")
+    if found.name == "service" and isinstance(state, str) and state in BROKER_STATES:
+        args["broker"] = BROKER_STATES[state][lang]
+    return detail.format(**args), advice.format(**args)

@@ -400,6 +400,11 @@ def test_service_check_needs_a_fresh_status_from_a_live_pid(tmp_path: Path) -> N
     status = {"pid": os.getpid(), "updated_at": time.time(), "broker_state": "connected"}
     replace_json(state / STATUS_FILE, status)
     assert _statuses(_run(inputs, "service"))["service"] == ("pass", "service.running")
+    # The daemon's state word is in the line's language, not the status file's English.
+    replace_json(state / STATUS_FILE, {**status, "broker_state": "unreachable"})
+    running = _run(inputs, "service")["service"]
+    assert "broker: tidak terjangkau" in words(running, "id")[0]
+    assert "broker: unreachable" in words(running, "en")[0]
     replace_json(state / STATUS_FILE, {**status, "updated_at": time.time() - 3600})
     assert _statuses(_run(inputs, "service"))["service"] == ("fail", "service.stale")
 
