@@ -7,9 +7,12 @@ scenario, 3 when a report cannot be drawn, 4 when the collector (`--collector-db
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +42,13 @@ def _common(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--state-root",
         type=Path,
-        default=Path.cwd(),
         help="each gateway's state dir goes under this (a tmpfs such as /dev/shm is fastest: "
-        "every round is an fsync)",
+        "every round is an fsync); default: a fresh temporary directory, removed after the run",
+    )
+    sub.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="keep the temporary state directory (its path is printed) to look at the buffers",
     )
     sub.add_argument("--run-dir", type=Path, help="write summary.json and series for `report`")
     sub.add_argument(
@@ -163,11 +170,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+@contextlib.contextmanager
+def _state_root(args: argparse.Namespace) -> Iterator[None]:
+    """A fresh state root per run unless one is given: a second run must not reuse the first
+    run's buffers (their seqs would count as lost), nor leave them in the checkout."""
+    if getattr(args, "state_root", "absent") is not None:
+        yield
+        return
+    root = Path(tempfile.mkdtemp(prefix="village-sim-"))
+    args.state_root = root
+    try:
+        yield
+    finally:
+        if args.keep_state:
+            _say(f"state kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logs.configure(getattr(args, "log_level", "error"), stream=sys.stderr)
     try:
-        code: int = args.func(args)
+        with _state_root(args):
+            code: int = args.func(args)
     except ScenarioError as err:
         _say(str(err))
         return EX_USAGE

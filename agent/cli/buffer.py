@@ -22,6 +22,7 @@ from agent.cli.exits import (
     EX_OK,
     EX_UNAVAILABLE,
 )
+from agent.cli.messages import choose_lang, text
 from agent.cli.transfer import (
     BadExport,
     BrokerRefused,
@@ -38,6 +39,7 @@ from agent.config.schema import Config
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     """Write the unsent readings to --out."""
+    lang = choose_lang(args.lang)
     clock = SystemClock()
     out = Path(args.out)
     try:
@@ -48,25 +50,32 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
     except KeyMissing as err:
         # Not created here: a key made at a site without backhaul is one the office never saw,
         # and its files could not be checked anywhere.
-        print(f"export: {err}", file=sys.stderr)
+        print(text("buffer.key_missing", lang, command="export", error=err), file=sys.stderr)
         return EX_CONFIG
     except NoBuffer as err:
-        print(f"export: {err}: nothing to export", file=sys.stderr)
+        print(text("buffer.nothing_to_export", lang, error=err), file=sys.stderr)
         return EX_NOINPUT
     except (BufferError, TransferError) as err:
-        print(f"export: {err}", file=sys.stderr)
+        print(text("buffer.export_failed", lang, error=err), file=sys.stderr)
         return EX_IOERR
     except OSError as err:
-        print(f"export: cannot write {out}: {err.strerror}", file=sys.stderr)
+        print(text("buffer.cannot_write", lang, out=out, error=err.strerror), file=sys.stderr)
         return EX_CANTCREAT
-    seqs = f"seq {done.first_seq}..{done.last_seq}" if done.count else "nothing unsent"
-    print(f"exported {done.count} unsent readings of site {done.site} ({seqs}) to {done.path}")
-    print(f"import elsewhere with: village-agent buffer import {done.path.name} --config FILE")
+    seqs = (
+        text("buffer.seqs", lang, first=done.first_seq, last=done.last_seq)
+        if done.count
+        else text("buffer.none_unsent", lang)
+    )
+    print(
+        text("buffer.exported", lang, count=done.count, site=done.site, seqs=seqs, path=done.path)
+    )
+    print(text("buffer.import_hint", lang, name=done.path.name))
     return EX_OK
 
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     """Publish an export file to the broker, resumably."""
+    lang = choose_lang(args.lang)
     stop = {"now": False}
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -83,30 +92,35 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
             should_stop=lambda: stop["now"],
         )
     except KeyMissing as err:
-        print(f"import: {err}", file=sys.stderr)
+        print(text("buffer.key_missing", lang, command="import", error=err), file=sys.stderr)
         return EX_CONFIG
     except BadExport as err:
-        print(f"import: {err}; nothing was sent", file=sys.stderr)
+        print(text("buffer.bad_export", lang, error=err), file=sys.stderr)
         return EX_DATAERR
     except BrokerRefused as err:
-        print(
-            f"import: {err}; acknowledged batches are recorded, run again once fixed",
-            file=sys.stderr,
-        )
+        print(text("buffer.refused", lang, error=err), file=sys.stderr)
         return EX_NOPERM
     except NoProgress as err:
-        print(f"import: {err}; run the same command again to resume", file=sys.stderr)
+        print(text("buffer.no_progress", lang, error=err), file=sys.stderr)
         return EX_UNAVAILABLE
     except OSError as err:
-        print(f"import: {err}", file=sys.stderr)
+        print(text("buffer.import_failed", lang, error=err), file=sys.stderr)
         return EX_DATAERR
     delivered = done.sent_now + done.already
     print(
-        f"site {done.site}: {delivered}/{done.total} readings acknowledged by the broker"
-        f" ({done.sent_now} now in {done.messages} messages, {done.already} in earlier runs)"
-        f" in {done.seconds:.1f} s"
+        text(
+            "buffer.imported",
+            lang,
+            site=done.site,
+            delivered=delivered,
+            total=done.total,
+            now=done.sent_now,
+            messages=done.messages,
+            already=done.already,
+            seconds=done.seconds,
+        )
     )
     if not done.complete:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
+        print(text("buffer.interrupted", lang), file=sys.stderr)
         return EX_INTERRUPTED
     return EX_OK

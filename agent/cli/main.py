@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent import __version__
-from agent.cli.exits import EX_CONFIG, EX_OK
+from agent.cli.exits import EX_CONFIG, EX_OK, EX_PIPE
+from agent.cli.messages import Lang, choose_lang, text
 from agent.config.load import ConfigError, load_config
 from agent.config.schema import Config
 
@@ -55,7 +56,8 @@ def cmd_once(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = load(Path(args.file))
-    print(f"{args.file}: OK (site {config.site_id}, broker {config.broker.url})")
+    lang = choose_lang(args.lang)
+    print(text("config.ok", lang, file=args.file, site=config.site_id, broker=config.broker.url))
     return EX_OK
 
 
@@ -66,7 +68,6 @@ def cmd_version(_args: argparse.Namespace) -> int:
 
 def cmd_diag(args: argparse.Namespace) -> int:
     from agent.diag import run_diag
-    from agent.diag.messages import choose_lang
 
     return run_diag(
         Path(args.config),
@@ -80,7 +81,7 @@ def cmd_diag(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
     from agent.cli.status import run_status
 
-    return run_status(config, as_json=args.json)
+    return run_status(config, as_json=args.json, lang=choose_lang(args.lang))
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
@@ -95,59 +96,72 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     return import_(args, config)
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="village-agent",
-        description="Measures a village site's link, buffers readings on disk, publishes over MQTT.",
+def _lang_in(argv: Sequence[str]) -> str | None:
+    """The `--lang` on the command line, read before parsing: `--help` is already in it."""
+    for index, arg in enumerate(argv):
+        if arg == "--lang" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--lang="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def parser(lang: Lang = "en") -> argparse.ArgumentParser:
+    def say(key: str) -> str:
+        return text(key, lang)
+
+    def common(command: argparse.ArgumentParser, *, config: bool = True) -> None:
+        if config:
+            command.add_argument("--config", default=str(DEFAULT_CONFIG), help=say("help.config"))
+        command.add_argument("--lang", choices=("id", "en"), help=say("help.lang"))
+
+    top = argparse.ArgumentParser(prog="village-agent", description=say("help.description"))
+    top.add_argument(
+        "--version",
+        action="version",
+        version=f"village-agent {__version__}",
+        help=say("help.version"),
     )
+    # Also before the command (`village-agent --lang id --help`); the command's own --lang wins.
+    top.add_argument("--lang", dest="top_lang", choices=("id", "en"), help=say("help.lang"))
     sub = top.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", default=str(DEFAULT_CONFIG), help="config file (YAML)")
+    run = sub.add_parser("run", help=say("help.run"))
+    common(run)
     run.set_defaults(func=cmd_run)
-    once = sub.add_parser("once", help="measure one round and print it; nothing is stored or sent")
-    once.add_argument("--config", default=str(DEFAULT_CONFIG))
-    once.add_argument("--json", action="store_true", help="one JSON object per reading per line")
-    once.add_argument(
-        "--speedtest",
-        action="store_true",
-        help="also run the speed test now (whatever the schedule, never beyond the data budget)",
-    )
+    once = sub.add_parser("once", help=say("help.once"))
+    common(once)
+    once.add_argument("--json", action="store_true", help=say("help.once.json"))
+    once.add_argument("--speedtest", action="store_true", help=say("help.once.speedtest"))
+    once.add_argument("--publish", action="store_true", help=say("help.once.publish"))
+    once.add_argument("--timeout-s", type=float, default=30.0, help=say("help.once.timeout"))
     once.set_defaults(func=_with_config(cmd_once))
-    config = sub.add_parser("config", help="configuration tools")
+    config = sub.add_parser("config", help=say("help.config_tools"))
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    check = config_sub.add_parser("check", help="validate a config file")
+    check = config_sub.add_parser("check", help=say("help.config.check"))
     check.add_argument("file")
+    common(check, config=False)
     check.set_defaults(func=cmd_config_check)
-    version = sub.add_parser("version", help="print the version")
+    version = sub.add_parser("version", help=say("help.version_cmd"))
     version.set_defaults(func=cmd_version)
-    diag = sub.add_parser("diag", help="technician's checklist: what is wrong at this site")
-    diag.add_argument("--config", default=str(DEFAULT_CONFIG))
-    diag.add_argument("--lang", choices=("id", "en"), help="default: from LANG (id* = Indonesian)")
-    diag.add_argument(
-        "--json", action="store_true", help='{"checks": [{name, status, detail, advice}]}'
-    )
+    diag = sub.add_parser("diag", help=say("help.diag"))
+    common(diag)
+    diag.add_argument("--json", action="store_true", help=say("help.diag.json"))
     diag.set_defaults(func=cmd_diag)
-    status = sub.add_parser("status", help="what the running daemon is doing")
-    status.add_argument("--config", default=str(DEFAULT_CONFIG))
-    status.add_argument("--json", action="store_true")
+    status = sub.add_parser("status", help=say("help.status"))
+    common(status)
+    status.add_argument("--json", action="store_true", help=say("help.status.json"))
     status.set_defaults(func=_with_config(cmd_status))
-    buffer = sub.add_parser("buffer", help="carry unsent readings on a USB stick")
+    buffer = sub.add_parser("buffer", help=say("help.buffer"))
     buffer_sub = buffer.add_subparsers(dest="buffer_command", required=True)
-    export = buffer_sub.add_parser(
-        "export", help="copy the unsent readings into one .jsonl.gz file"
-    )
-    export.add_argument(
-        "--out", required=True, help="the file to write, e.g. /media/usb/site.jsonl.gz"
-    )
-    export.add_argument("--config", default=str(DEFAULT_CONFIG))
+    export = buffer_sub.add_parser("export", help=say("help.export"))
+    export.add_argument("--out", required=True, help=say("help.export.out"))
+    common(export)
     export.set_defaults(func=_with_config(cmd_export))
-    imp = buffer_sub.add_parser("import", help="publish an export to the broker (resumable)")
+    imp = buffer_sub.add_parser("import", help=say("help.import"))
     imp.add_argument("file")
-    imp.add_argument("--config", default=str(DEFAULT_CONFIG))
-    imp.add_argument("--progress", help="progress file (default: FILE.progress next to FILE)")
-    imp.add_argument(
-        "--timeout-s", type=float, default=120.0, help="give up after this long without an ack"
-    )
+    common(imp)
+    imp.add_argument("--progress", help=say("help.import.progress"))
+    imp.add_argument("--timeout-s", type=float, default=120.0, help=say("help.import.timeout"))
     imp.set_defaults(func=_with_config(cmd_import))
     return top
 
@@ -159,8 +173,23 @@ UMASK_AT_LEAST = 0o027
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.umask(os.umask(UMASK_AT_LEAST) | UMASK_AT_LEAST)
-    args = parser().parse_args(argv)
-    code: int = args.func(args)
+    given = sys.argv[1:] if argv is None else list(argv)
+    try:
+        try:
+            args = parser(choose_lang(_lang_in(given))).parse_args(given)
+            if getattr(args, "lang", None) is None:
+                args.lang = args.top_lang
+            code: int = args.func(args)
+        finally:
+            # Here, not at the interpreter's exit, so a closed pipe is caught below (also after
+            # --help, which leaves through SystemExit).
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`diag | head`): not an error worth a traceback. Point stdout at
+        # /dev/null so the interpreter's own flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EX_PIPE
     return code
 
 

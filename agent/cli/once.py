@@ -1,5 +1,5 @@
 """`village-agent once`: measure one round and print it; nothing is stored or sent (Telegraf's
-`--test`)."""
+`--test`). With `--publish` the round goes through the buffer to the broker (`agent.cli.deliver`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import sys
 import time
 
 from agent import logs
-from agent.cli.exits import EX_OK, EX_SOFTWARE
+from agent.cli.deliver import publish_round
+from agent.cli.exits import EX_CONFIG, EX_OK, EX_SOFTWARE
+from agent.cli.messages import choose_lang, text
+from agent.cli.units import reading_value
 from agent.clock import SystemClock
 from agent.config.schema import Config
 from agent.daemon.compose import Sources, build_probes, speedtest_probe
@@ -18,7 +21,16 @@ from agent.probes.base import ProbeError
 
 
 def cmd_once(args: argparse.Namespace, config: Config) -> int:
-    """Measure a baseline, wait a second, measure again and print the second round."""
+    """Measure a baseline, wait a second, measure again and print (or publish) the second round."""
+    lang = choose_lang(args.lang)
+
+    def say(key: str, **values: object) -> None:
+        print(text(key, lang, **values), file=sys.stderr if key != "once.published" else sys.stdout)
+
+    if args.speedtest and config.speedtest.url_download is None:
+        # Said before measuring: otherwise the round's 9 s pass before anyone learns why.
+        say("once.speedtest_no_url", file=args.config)
+        return EX_CONFIG
     logs.configure(config.log.level)
     clock = SystemClock()
     # The scheduled speed test never runs here: it costs metered bytes, so only --speedtest asks.
@@ -27,13 +39,15 @@ def cmd_once(args: argparse.Namespace, config: Config) -> int:
     # Counters need two reads to make a rate: take a baseline, wait a second, then the real round.
     measure(probes)
     time.sleep(1.0)
+    if args.publish:
+        return publish_round(config, probes, clock=clock, timeout_s=args.timeout_s, say=say)
     samples, _failed = measure(probes)
     if args.speedtest:
         try:
             config.state_dir.mkdir(parents=True, exist_ok=True)
             samples += speedtest_probe(config, sources).run(trigger="manual")
         except (OSError, ProbeError) as err:
-            print(f"speed test not run: {err}", file=sys.stderr)
+            say("once.speedtest_failed", error=str(err))
             return EX_SOFTWARE
     now_ms = round(clock.wall() * 1000)
     for sample in samples:
@@ -47,5 +61,5 @@ def cmd_once(args: argparse.Namespace, config: Config) -> int:
             print(json.dumps(record, separators=(",", ":")))
         else:
             tags = ",".join(f"{k}={v}" for k, v in sorted(sample.tags.items()))
-            print(f"{sample.metric:32} {sample.value:>14g}  {tags}")
+            print(f"{sample.metric:32} {reading_value(sample.metric, sample.value):>14}  {tags}")
     return EX_OK

@@ -12,34 +12,41 @@ from typing import Any
 
 from agent.buffer.readonly import Backlog, read_backlog
 from agent.cli.exits import EX_NOT_RUNNING, EX_OK
+from agent.cli.messages import Lang, text
 from agent.config.schema import Config
 from agent.daemon.state import StatusRecord, daemon_state
 from agent.files import status_path
 
 
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
+def _span(seconds: float, lang: Lang) -> str:
     seconds = max(0.0, seconds)
     if seconds < 120:
-        return f"{seconds:.0f} s ago"
+        return text("status.seconds", lang, n=seconds)
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
+        return text("status.minutes", lang, n=seconds / 60)
     if seconds < 172800:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} days ago"
+        return text("status.hours", lang, n=seconds / 3600)
+    return text("status.days", lang, n=seconds / 86400)
 
 
-def _published(age_s: float | None) -> str:
-    return "none acknowledged yet" if age_s is None else f"{_ago(age_s)} (acknowledged)"
+def _ago(seconds: float | None, lang: Lang) -> str:
+    if seconds is None:
+        return text("status.never_time", lang)
+    return text("status.ago", lang, span=_span(seconds, lang))
 
 
-def _protocol(out: dict[str, Any]) -> str:
+def _published(age_s: float | None, lang: Lang) -> str:
+    if age_s is None:
+        return text("status.none_acked", lang)
+    return text("status.acked", lang, when=_ago(age_s, lang))
+
+
+def _protocol(out: dict[str, Any], lang: Lang) -> str:
     version, why = out["broker_protocol"], out["broker_protocol_why"]
     if version is None:
         return ""
     if why in ("fallback", "remembered"):
-        return f" (MQTT {version}: the broker refuses MQTT 5; 5 is tried again daily)"
+        return " " + text("status.protocol_fallback", lang, version=version)
     return f" (MQTT {version})"
 
 
@@ -90,51 +97,45 @@ def report(config: Config, *, now: float | None = None) -> dict[str, Any]:
     return out
 
 
-_HEADLINES = {
-    "running": "village-agent is running",
-    "stale": "village-agent has a process but its status is old: it may be hung",
-    "stopped": "village-agent is NOT running (this is what it last reported)",
-    "never": "village-agent is NOT running: it has never written a status here",
-}
-
-
-def render_text(out: dict[str, Any]) -> str:
-    """The report for a person at a console."""
+def render_text(out: dict[str, Any], lang: Lang = "en") -> str:
+    """The report for a person at a console, in `lang`."""
     reported = out["pid"] is not None
-    headline = _HEADLINES[out["daemon"]]
-    if out["daemon"] == "stopped" and not reported:
-        headline = "village-agent is NOT running: it has not run since the gateway started"
-    lines = [f"{headline}  (site {out['site']}, {out['state_dir']})"]
+    state = out["daemon"]
+    if state == "stopped" and not reported:
+        state = "not_since_boot"
+    where = text("status.where", lang, site=out["site"], state_dir=out["state_dir"])
+    lines = [f"{text('status.' + state, lang)}  {where}"]
+
+    def row(label: str, value: object) -> None:
+        lines.append(f"  {text('status.' + label, lang):<18} {value}")
+
     if reported:
         up = out["uptime_s"]
-        uptime = "-" if up is None else _ago(up).removesuffix(" ago")
-        lines += [
-            f"  pid / version      {out['pid']} / {out['version']}",
-            f"  uptime             {uptime}",
-            f"  last round         {_ago(out['last_round_age_s'])}",
-            f"  last publish       {_published(out['last_publish_age_s'])}",
-            f"  broker             {out['broker_state']}{_protocol(out)}",
-        ]
+        row("pid_version", f"{out['pid']} / {out['version']}")
+        row("uptime", "-" if up is None else _span(up, lang))
+        row("last_round", _ago(out["last_round_age_s"], lang))
+        row("last_publish", _published(out["last_publish_age_s"], lang))
+        row("broker", f"{out['broker_state']}{_protocol(out, lang)}")
     if out["backlog"] is None:
-        lines.append(f"  backlog            unknown: {out.get('buffer_error')}")
+        row("backlog", text("status.backlog_unknown", lang, error=out.get("buffer_error")))
     else:
         oldest = out["oldest_unsent_age_s"]
-        age = "-" if oldest is None else _ago(oldest).replace(" ago", " old")
+        age = "-" if oldest is None else text("status.old", lang, span=_span(oldest, lang))
         if out["oldest_unsent_time_trusted"] is False:
-            age += " (taken before the clock synced: time not trusted)"
-        lines.append(f"  backlog            {out['backlog']} readings unsent, oldest {age}")
-    lines.append(f"  readings dropped   {out['dropped_total'] or 0}")
+            age += text("status.untrusted", lang)
+        row("backlog", text("status.unsent", lang, count=out["backlog"], age=age))
+    row("dropped", out["dropped_total"] or 0)
     if reported:
-        lines.append(f"  last error         {out['last_error'] or '-'}")
+        row("last_error", out["last_error"] or "-")
         if out["last_disconnect"]:
-            ago = _ago(out["last_disconnect_age_s"])
-            lines.append(f"  last disconnect    {ago}: {out['last_disconnect']}")
+            ago = _ago(out["last_disconnect_age_s"], lang)
+            row("last_disconnect", f"{ago}: {out['last_disconnect']}")
     if out["daemon"] != "running":
-        lines.append("  next: systemctl status village-agent; journalctl -u village-agent -n 50")
+        lines.append("  " + text("status.next", lang))
     return "\n".join(lines)
 
 
-def run_status(config: Config, *, as_json: bool) -> int:
+def run_status(config: Config, *, as_json: bool, lang: Lang = "en") -> int:
     out = report(config)
-    print(json.dumps(out, sort_keys=True) if as_json else render_text(out))
+    print(json.dumps(out, sort_keys=True) if as_json else render_text(out, lang))
     return EX_OK if out["daemon"] == "running" else EX_NOT_RUNNING

@@ -147,6 +147,7 @@ class Agent:
 
     def round(self, should_stop: Callable[[], bool] = lambda: False) -> RoundResult:
         """Measure once and commit the round to the buffer in one transaction."""
+        started = self._clock.monotonic()
         samples, failed = measure(self._probes, should_stop)
         samples += self._backhaul.update(samples)
         stamp = self.stamp()
@@ -164,6 +165,15 @@ class Agent:
         self._pending.append((stamp, samples))
         appended = self._flush_pending()
         self.last_round_wall = self._clock.wall()
+        # One line per round at info: the journal shows the agent alive and how it keeps up.
+        log.info(
+            "round_done",
+            readings=len(samples),
+            duration_s=round(self._clock.monotonic() - started, 3),
+            backlog=self.backlog(),
+            failed_probes=",".join(failed) or None,
+            pending_in_memory=len(self._pending) or None,
+        )
         return RoundResult(samples=len(samples), appended=appended, failed_probes=tuple(failed))
 
     def _flush_pending(self) -> Appended | None:
@@ -297,7 +307,14 @@ class Agent:
             self._delete_failing = True
         try:
             if send:
-                self.outbox.pump(self._clock.monotonic())
+                sent = self.outbox.pump(self._clock.monotonic())
+                if sent:
+                    log.debug(
+                        "publish_batches_sent",
+                        messages=sent,
+                        in_flight=self.outbox.in_flight,
+                        bytes_total=self.outbox.stats.payload_bytes,
+                    )
         except BufferError as err:
             log.error("buffer_read_failed", error=str(err))
             self._damage_found(err)

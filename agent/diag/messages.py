@@ -7,14 +7,21 @@ it: short, plain, with the command to type.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from typing import Literal
 
 from agent.diag.base import CheckResult
+from agent.lang import LANGS, Lang, choose_lang
 
-Lang = Literal["id", "en"]
-LANGS: tuple[Lang, ...] = ("id", "en")
+__all__ = [
+    "HEADINGS",
+    "LANGS",
+    "MESSAGES",
+    "STATUS_WORDS",
+    "TITLES",
+    "Lang",
+    "choose_lang",
+    "words",
+]
 
 _SVC = "systemctl restart village-agent"
 _LOG = "journalctl -u village-agent -n 50"
@@ -22,12 +29,15 @@ _LOG = "journalctl -u village-agent -n 50"
 TITLES: Mapping[str, Mapping[Lang, str]] = {
     "config": {"id": "Konfigurasi", "en": "Configuration"},
     "interfaces": {"id": "Antarmuka jaringan (WAN/LAN)", "en": "Network interfaces (WAN/LAN)"},
+    "dhcp": {"id": "DHCP hotspot (LAN)", "en": "Hotspot DHCP (LAN)"},
     "route": {"id": "Rute default", "en": "Default route"},
     "dns": {"id": "DNS", "en": "DNS"},
     "latency": {"id": "Latensi ke target", "en": "Latency to targets"},
+    "path": {"id": "Jalur (traceroute)", "en": "Path (traceroute)"},
     "broker_tcp": {"id": "Broker: koneksi TCP", "en": "Broker: TCP connection"},
     "broker_tls": {"id": "Broker: TLS/sertifikat", "en": "Broker: TLS/certificate"},
     "broker_mqtt": {"id": "Broker: login MQTT", "en": "Broker: MQTT login"},
+    "broker_publish": {"id": "Broker: uji kirim data", "en": "Broker: test publish"},
     "clock": {"id": "Jam sistem", "en": "System clock"},
     "buffer": {"id": "Antrean data (buffer)", "en": "Data queue (buffer)"},
     "disk": {"id": "Ruang disk", "en": "Disk space"},
@@ -209,7 +219,31 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
         "id": ("{seen}", ""),
         "en": ("{seen}", ""),
     },
-    "latency.some_loss": {
+    "latency.first_hop_down": {
+        "id": (
+            "Modem/LAN mati: lompatan pertama {hop} tidak menjawab. {seen}",
+            "Cek kabel LAN dan daya modem; nyalakan ulang modem.",
+        ),
+        "en": (
+            "Modem/LAN down: the first hop {hop} does not answer. {seen}",
+            "Check the LAN cable and the modem's power; restart the modem.",
+        ),
+    },
+    "latency.backhaul_down": {
+        "id": (
+            "Backhaul putus setelah lompatan pertama: modem {hop} menjawab, target lain tidak. "
+            "{seen}",
+            "Masalah di VSAT/ISP, bukan di LAN: cek lampu sinyal modem, arah antena, "
+            "lalu hubungi penyedia.",
+        ),
+        "en": (
+            "Backhaul down beyond the first hop: the modem {hop} answers, no other target does. "
+            "{seen}",
+            "The fault is at the VSAT/ISP, not the LAN: check the modem's signal lights and dish "
+            "pointing, then call the provider.",
+        ),
+    },
+    "latency.lossy": {
         "id": (
             "Sebagian paket hilang: {seen}",
             "Link tidak stabil: cek sinyal/arah antena dan cuaca; ulangi nanti.",
@@ -217,6 +251,16 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
         "en": (
             "Some packets lost: {seen}",
             "Unstable link: check signal/dish pointing and weather; retry later.",
+        ),
+    },
+    "latency.slow": {
+        "id": (
+            "Lambat (batas {limit_ms} ms): {seen}",
+            "Link padat atau cuaca buruk; cek pemakaian hotspot, ulangi nanti.",
+        ),
+        "en": (
+            "Slow (limit {limit_ms} ms): {seen}",
+            "Congested link or bad weather; check hotspot use, retry later.",
         ),
     },
     "latency.all_silent": {
@@ -228,6 +272,88 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
             "No target answered: {seen}",
             "The backhaul is down. Check the modem/VSAT and default route.",
         ),
+    },
+    "path.ok": {
+        "id": ("Sampai ke {dst} dalam {hops} lompatan ({how}): {path}", ""),
+        "en": ("Reached {dst} in {hops} hops ({how}): {path}", ""),
+    },
+    "path.breaks": {
+        "id": (
+            "Jalur putus setelah lompatan {after} ({at}, {kind}) menuju {dst} ({how}): {path}",
+            "Lompatan terakhir yang menjawab menunjukkan bagian yang masih jalan; "
+            "yang sesudahnya rusak (LAN: kabel/switch, modem: VSAT/ISP, backhaul: hubungi penyedia).",
+        ),
+        "en": (
+            "The path breaks after hop {after} ({at}, {kind}) towards {dst} ({how}): {path}",
+            "The last hop that answers is the last part that works; the fault is after it "
+            "(LAN: cable/switch, modem: VSAT/ISP, backhaul: call the provider).",
+        ),
+    },
+    "path.no_hop": {
+        "id": (
+            "Tidak ada lompatan yang menjawab menuju {dst} ({how}).",
+            "Cek kabel LAN dan modem; lihat baris Rute default dan Latensi.",
+        ),
+        "en": (
+            "No hop answers towards {dst} ({how}).",
+            "Check the LAN cable and the modem; see the default route and latency lines.",
+        ),
+    },
+    "path.no_target": {
+        "id": ("Tidak ada alamat untuk dilacak (nama tidak ditemukan).", "Lihat baris DNS."),
+        "en": ("No address to trace (no name resolved).", "See the DNS line."),
+    },
+    "path.no_scapy": {
+        "id": (
+            "Tidak diperiksa: paket scapy belum terpasang.",
+            "Pasang: pip install 'village-agent[diag]' (atau: apt install python3-scapy)",
+        ),
+        "en": (
+            "Not checked: scapy is not installed.",
+            "Install it: pip install 'village-agent[diag]' (or: apt install python3-scapy)",
+        ),
+    },
+    "path.no_permission": {
+        "id": ("Tidak diperiksa: traceroute perlu root.", "Jalankan: sudo village-agent diag"),
+        "en": ("Not checked: the traceroute needs root.", "Run: sudo village-agent diag"),
+    },
+    "path.failed": {
+        "id": ("Traceroute gagal: {error}", "Ulangi dengan sudo; cek rute default."),
+        "en": ("The traceroute failed: {error}", "Retry with sudo; check the default route."),
+    },
+    "dhcp.ok": {
+        "id": (
+            "Server DHCP {server} di {iface} menawarkan {address}, sewa {lease_min} menit, DNS {dns}.",
+            "",
+        ),
+        "en": (
+            "DHCP server {server} on {iface} offers {address}, lease {lease_min} min, DNS {dns}.",
+            "",
+        ),
+    },
+    "dhcp.silent": {
+        "id": (
+            "Tidak ada server DHCP yang menjawab di {iface}.",
+            "HP warga tidak dapat alamat: nyalakan ulang access point/router hotspot, cek kabel "
+            "LAN-nya, atau jalankan dnsmasq di gateway.",
+        ),
+        "en": (
+            "No DHCP server answers on {iface}.",
+            "Phones get no address: restart the hotspot's access point/router, check its LAN "
+            "cable, or run dnsmasq on the gateway.",
+        ),
+    },
+    "dhcp.no_lan": {
+        "id": ("Tidak diperiksa: lan.interface tidak diisi.", ""),
+        "en": ("Not checked: lan.interface is not set.", ""),
+    },
+    "dhcp.no_interface": {
+        "id": ("Antarmuka hotspot {iface} tidak ada.", "Perbaiki lan.interface di konfigurasi."),
+        "en": ("The hotspot interface {iface} does not exist.", "Fix lan.interface in the config."),
+    },
+    "dhcp.failed": {
+        "id": ("DHCP tidak bisa diuji di {iface}: {error}", "Ulangi dengan sudo."),
+        "en": ("Could not test DHCP on {iface}: {error}", "Retry with sudo."),
     },
     "broker.not_tried": {
         "id": ("Tidak dicoba karena langkah broker di atas gagal.", "Perbaiki baris di atas dulu."),
@@ -369,6 +495,56 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
     "broker_tls.failed": {
         "id": ("TLS gagal: {error}", "Cek port di broker.url (TLS biasanya 8883)."),
         "en": ("TLS failed: {error}", "Check the port in broker.url (TLS is usually 8883)."),
+    },
+    "broker_publish.ok": {
+        "id": ("Pesan uji (tanpa data) ke {topic} diterima broker (PUBACK {ms} ms).", ""),
+        "en": ("A test message (no readings) to {topic} was acknowledged (PUBACK {ms} ms).", ""),
+    },
+    "broker_publish.denied": {
+        "id": (
+            "Broker MENOLAK data ke {topic}: {reason}.",
+            "Login berhasil tetapi ACL broker melarang topik ini: minta admin broker "
+            "mengizinkan user ini menulis ke {topic}.",
+        ),
+        "en": (
+            "The broker REFUSES data on {topic}: {reason}.",
+            "The login works but the broker's ACL denies this topic: ask the broker's admin to "
+            "let this user write to {topic}.",
+        ),
+    },
+    "broker_publish.unseen_311": {
+        "id": (
+            "MQTT 3.1.1: broker tidak bisa memberi tahu penolakan ke {topic}. Penolakan terakhir "
+            "yang dilihat layanan: {last_error} ({rejected} pesan ditolak).",
+            "Pakai broker.protocol: '5' agar penolakan ACL terlihat, atau cek log broker.",
+        ),
+        "en": (
+            "MQTT 3.1.1: the broker cannot report a refusal on {topic}. The service's last "
+            "refusal: {last_error} ({rejected} messages refused).",
+            "Use broker.protocol: '5' so an ACL deny can be seen, or read the broker's log.",
+        ),
+    },
+    "broker_publish.no_ack": {
+        "id": (
+            "Tidak ada PUBACK untuk pesan uji ke {topic} dalam batas waktu.",
+            "Broker terlalu sibuk atau link putus-putus; ulangi, lalu cek log broker.",
+        ),
+        "en": (
+            "No PUBACK for the test message to {topic} in time.",
+            "The broker is overloaded or the link drops; retry, then read the broker's log.",
+        ),
+    },
+    "broker_publish.no_login": {
+        "id": ("Login kedua untuk uji kirim gagal ({reason}).", "Ulangi diag; cek log broker."),
+        "en": ("The second login, to publish, failed ({reason}).", "Retry; read the broker's log."),
+    },
+    "broker_publish.unreachable": {
+        "id": ("Broker tidak terjangkau saat uji kirim ({reason}).", "Ulangi diag."),
+        "en": ("The broker could not be reached to publish ({reason}).", "Retry diag."),
+    },
+    "broker_publish.failed": {
+        "id": ("Uji kirim gagal: {reason}.", "Cek file kata sandi dan sertifikat."),
+        "en": ("The test publish failed: {reason}.", "Check the password and certificate files."),
     },
     "broker_mqtt.ok": {
         "id": ("Login diterima (user {user}, MQTT {protocol}).", ""),
@@ -683,18 +859,21 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
 }
 
 
-def choose_lang(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Lang:
-    """`--lang` if given; else the locale (LC_ALL, LC_MESSAGES, LANG: the first one set)."""
-    if explicit in LANGS:
-        return "id" if explicit == "id" else "en"
-    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = environ.get(var, "")
-        if value:
-            return "id" if value.lower().startswith("id") else "en"
-    return "en"
+# The daemon's broker states as the status file spells them, in words for each language: the
+# service line shows them inside its sentence.
+BROKER_STATES: Mapping[str, Mapping[Lang, str]] = {
+    "connected": {"id": "terhubung", "en": "connected"},
+    "disconnected": {"id": "terputus", "en": "disconnected"},
+    "unreachable": {"id": "tidak terjangkau", "en": "unreachable"},
+    "refused": {"id": "menolak", "en": "refused"},
+}
 
 
 def words(found: CheckResult, lang: Lang) -> tuple[str, str]:
     """(detail, advice) of a result in `lang`."""
     detail, advice = MESSAGES[found.key][lang]
-    return detail.format(**found.args), advice.format(**found.args)
+    args = dict(found.args)
+    state = args.get("broker")
+    if found.name == "service" and isinstance(state, str) and state in BROKER_STATES:
+        args["broker"] = BROKER_STATES[state][lang]
+    return detail.format(**args), advice.format(**args)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 from agent.diag.base import CheckResult, DiagInputs, Earlier, needs_config, result
 from agent.probes.dns import nameservers
 from agent.probes.latency import FIRST_HOP, with_first_hop
-from agent.probes.ping.engine import ping_round
+from agent.probes.ping.engine import PingResult, ping_round
+from agent.probes.route import default_gateway
 
 
 def is_address(text: str) -> bool:
@@ -43,11 +45,51 @@ def check_dns(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> CheckRe
     return result("dns", "pass", "dns.ok", names=", ".join(names), servers=servers)
 
 
+# A geostationary VSAT round trip is ~600-800 ms; twice that is congestion or worse.
+SLOW_MS = 1500.0
+FIRST_HOP_SLOW_MS = 100.0  # the modem is one LAN/Wi-Fi link away: tens of ms at most
+
+
+def latency_verdict(rounds: Sequence[PingResult], hop: str | None) -> CheckResult:
+    """Tell the first hop (the modem, from the routing table) from the backhaul targets behind it.
+
+    Silent first hop: "modem/LAN down". First hop answers and every other target is silent: "backhaul
+    down beyond the first hop". Any loss: "lossy". Answers slower than SLOW_MS: "slow"."""
+    seen = "; ".join(_describe(r) for r in rounds)
+    first = [r for r in rounds if hop is not None and r.target == hop]
+    beyond = [r for r in rounds if r not in first]
+    answered = [r for r in beyond if r.rtt_avg_ms is not None]
+    if first and first[0].rtt_avg_ms is None:
+        return result("latency", "fail", "latency.first_hop_down", hop=first[0].target, seen=seen)
+    if not answered and beyond:
+        if first:
+            return result(
+                "latency", "fail", "latency.backhaul_down", hop=first[0].target, seen=seen
+            )
+        return result("latency", "fail", "latency.all_silent", seen=seen)
+    if any((r.loss_ratio or 0.0) > 0 for r in rounds):
+        return result("latency", "warn", "latency.lossy", seen=seen)
+    slow_first = first and (first[0].rtt_avg_ms or 0.0) > FIRST_HOP_SLOW_MS
+    if slow_first or any((r.rtt_avg_ms or 0.0) > SLOW_MS for r in answered):
+        return result("latency", "warn", "latency.slow", seen=seen, limit_ms=round(SLOW_MS))
+    return result("latency", "pass", "latency.ok", seen=seen)
+
+
+def _describe(r: PingResult) -> str:
+    # Numbers and the method only: the engine's error words are English, the line may be Indonesian.
+    if r.rtt_avg_ms is None:
+        return f"{r.target} 100%"
+    return f"{r.target} {r.rtt_avg_ms:.0f} ms {r.loss_ratio or 0.0:.0%} ({r.method})"
+
+
 def check_latency(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> CheckResult:
     if inputs.config is None:
         return needs_config("latency")
     latency = inputs.config.latency
-    targets, _hop = with_first_hop(latency.targets)
+    # The first hop is always measured, named or not: it is what tells the modem from the backhaul.
+    targets, hop = with_first_hop(
+        (FIRST_HOP, *latency.targets), lambda: default_gateway(inputs.proc)
+    )
     if not targets:
         return result("latency", "warn", "latency.no_targets")
     # Three probes are enough to tell "answers" from "silent" and keep the round inside the budget.
@@ -60,19 +102,4 @@ def check_latency(inputs: DiagInputs, _earlier: Earlier, budget_s: float) -> Che
         method=latency.method,
         tcp_port=latency.tcp_port,
     )
-    parts: list[str] = []
-    silent: list[str] = []
-    lossy = False
-    for r in rounds:
-        if r.rtt_avg_ms is None:
-            silent.append(f"{r.target} ({r.error or '100%'})")
-            continue
-        loss = r.loss_ratio or 0.0
-        lossy = lossy or loss > 0
-        parts.append(f"{r.target} {r.rtt_avg_ms:.0f} ms {loss:.0%} ({r.method})")
-    seen = "; ".join(parts + silent)
-    if not parts:
-        return result("latency", "fail", "latency.all_silent", seen=seen)
-    if silent or lossy:
-        return result("latency", "warn", "latency.some_loss", seen=seen)
-    return result("latency", "pass", "latency.ok", seen=seen)
+    return latency_verdict(rounds, hop)

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.probes.base import ProbeError
 from agent.reading import Sample
 
 Neighbours = Callable[[str], set[str]]  # interface -> MACs seen on it
@@ -65,9 +66,17 @@ def parse_dnsmasq_leases(text: str, now: float) -> set[str]:
 
 
 def system_neighbours(
-    interface: str, *, arp: Path = Path("/proc/net/arp"), ip: str | None = None
+    interface: str,
+    *,
+    arp: Path = Path("/proc/net/arp"),
+    ip: str | None = None,
+    sys_net: Path = Path("/sys/class/net"),
 ) -> set[str]:
-    """Live neighbours on `interface`: `ip -j neigh` when available, else /proc/net/arp."""
+    """Live neighbours on `interface`: `ip -j neigh` when available, else /proc/net/arp. Raise
+    ProbeError when the interface does not exist: "0 clients" on a wlan0 that is not there (the
+    sample config on a box without Wi-Fi) would read as an empty hotspot."""
+    if not (sys_net / interface).exists():
+        raise ProbeError(f"lan.interface {interface} does not exist on this gateway")
     tool = ip or shutil.which("ip")
     if tool is not None:
         try:

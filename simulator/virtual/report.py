@@ -3,7 +3,8 @@
 One row per site, the same four panels in each, on one time axis: hours since the run started.
 Backhaul outages (the agent's own `uptime.backhaul_up`) are shaded red, power cuts (stretches
 without readings that end in a boot) grey, and other stretches without readings amber: rounds the
-agent held in memory while the disk was full, committed later, which the simulator cannot date. The
+agent held in memory while the disk was full, committed later, which the simulator cannot date, or
+purple where the buffer's bound dropped the oldest readings (`buffer.dropped_total` rose). The
 shading is in every panel of the row, so a latency gap or a backlog ramp lines up with its cause;
 lines break where there are no readings instead of drawing a straight line across a power cut.
 
@@ -13,12 +14,13 @@ and only when a report is drawn.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from simulator.virtual.fleet import BOOTS_SERIES, SERIES_FILE, SUMMARY_FILE
 REPORT_FILE = "report.png"
 MAX_SITES = 12  # more rows than this are unreadable; the summary has every site
 DOWN_COLOUR, OFF_COLOUR, HELD_COLOUR = "tab:red", "0.55", "tab:orange"
+DROPPED_COLOUR = "tab:purple"
+DROPPED = "buffer.dropped_total"
 BACKHAUL = "uptime.backhaul_up"
 # (metric, panel title, divisor): the panels of each row, left to right.
 PANELS = (
@@ -85,18 +89,31 @@ class Spans:
     down: list[Span]  # the backhaul was down
     off: list[Span]  # no readings, then a boot: a power cut
     held: list[Span]  # no readings without a boot: rounds held in memory (disk full)
+    # No readings without a boot, and buffer.dropped_total rose across the gap: readings the buffer
+    # bound dropped (gone for good, unlike held rounds, which arrive later undated).
+    dropped: list[Span] = field(default_factory=list)
 
 
-def spans(points: Points, interval: float, boots: Sequence[float]) -> Spans:
-    """From the backhaul series and the boot times: a reading of 0 holds until the next round; a
-    step longer than 1.5 intervals is a power cut if a boot ends it, else rounds held in memory."""
+def _value_at(points: Points, t: float) -> float:
+    """A step series' value at time t: the last point at or before t (0 before the first)."""
+    index = bisect.bisect_right([p[0] for p in points], t)
+    return float(points[index - 1][1]) if index else 0.0
+
+
+def spans(points: Points, interval: float, boots: Sequence[float], dropped: Points = ()) -> Spans:
+    """From the backhaul series, the boot times and `buffer.dropped_total`: a reading of 0 holds
+    until the next round; a step longer than 1.5 intervals is a power cut if a boot ends it,
+    readings dropped by the buffer bound if the dropped count rose across it, else rounds held in
+    memory."""
     out = Spans(down=[], off=[], held=[])
     for (t, value), (after, _) in zip(points, [*points[1:], (math.inf, 0.0)], strict=True):
         until = after
         if after - t > 1.5 * interval:
             if after != math.inf:
                 booted = any(t < boot <= after for boot in boots)
-                (out.off if booted else out.held).append((t + interval, after))
+                bound = _value_at(dropped, after) > _value_at(dropped, t)
+                kind = out.off if booted else out.dropped if bound else out.held
+                kind.append((t + interval, after))
             until = t + interval
         if value < 0.5:
             if out.down and math.isclose(out.down[-1][1], t):
@@ -166,11 +183,12 @@ def draw(run_dir: Path, out: Path | None = None) -> Path:
         backhaul = drawn[site].get(BACKHAUL, [])
         interval = interval_of(backhaul)
         boots = [t for t, _ in drawn[site].get(BOOTS_SERIES, [])]
-        found = spans(backhaul, interval, boots)
+        found = spans(backhaul, interval, boots, drawn[site].get(DROPPED, []))
         shading = (
             (found.down, DOWN_COLOUR, 0.18),
             (found.off, OFF_COLOUR, 0.35),
             (found.held, HELD_COLOUR, 0.25),
+            (found.dropped, DROPPED_COLOUR, 0.25),
         )
         for col, (metric, title, divisor) in enumerate(PANELS):
             axis = axes[row][col]
@@ -215,10 +233,19 @@ def draw(run_dir: Path, out: Path | None = None) -> Path:
         handles=[
             Patch(color=DOWN_COLOUR, alpha=0.5, label="backhaul down"),
             Patch(color=OFF_COLOUR, alpha=0.7, label="power off (no readings until a boot)"),
-            Patch(color=HELD_COLOUR, alpha=0.5, label="held in memory, disk full (no true time)"),
+            Patch(
+                color=HELD_COLOUR,
+                alpha=0.5,
+                label="held in memory while the disk was full (sent later, no true time)",
+            ),
+            Patch(
+                color=DROPPED_COLOUR,
+                alpha=0.5,
+                label="dropped by the buffer bound (oldest readings, gone)",
+            ),
         ],
         loc="outside lower center",
-        ncols=3,
+        ncols=4,
         fontsize=9,
     )
     target = out or run_dir / REPORT_FILE
@@ -229,12 +256,17 @@ def draw(run_dir: Path, out: Path | None = None) -> Path:
 
 def _draw_outages(axis: Any, found: Spans, start: float) -> None:
     """Bars like a timetable: when the backhaul was down, the power off, rounds held in memory."""
-    lanes = ((2, found.down, DOWN_COLOUR), (1, found.off, OFF_COLOUR), (0, found.held, HELD_COLOUR))
+    lanes = (
+        (2, found.down, DOWN_COLOUR),
+        (1, found.off, OFF_COLOUR),
+        (0, found.held, HELD_COLOUR),
+        (0, found.dropped, DROPPED_COLOUR),
+    )
     for y, spans_of, colour in lanes:
         bars = [((b - start) / 3600, (e - b) / 3600) for b, e in spans_of]
         axis.broken_barh(bars, (y - 0.3, 0.6), color=colour)
     axis.set_ylim(-0.6, 2.9)
-    axis.set_yticks([0, 1, 2], ["held\n(disk full)", "power\noff", "backhaul\ndown"])
+    axis.set_yticks([0, 1, 2], ["held /\ndropped", "power\noff", "backhaul\ndown"])
 
     def hours(of: list[Span]) -> float:
         return sum(e - b for b, e in of) / 3600
@@ -242,5 +274,7 @@ def _draw_outages(axis: Any, found: Spans, start: float) -> None:
     said = f"down {hours(found.down):.1f} h, off {hours(found.off):.1f} h"
     if found.held:
         said += f", held {hours(found.held):.1f} h"
+    if found.dropped:
+        said += f", dropped {hours(found.dropped):.1f} h"
     axis.text(0.99, 0.97, said, transform=axis.transAxes, ha="right", va="top", fontsize=8,
               color="0.3")  # fmt: skip

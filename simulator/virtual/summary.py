@@ -40,6 +40,7 @@ SERIES: dict[str, dict[str, str]] = {
     "throughput.rx_bps": {"iface": "eth0"},
     "uptime.backhaul_up": {},
     "buffer.backlog_readings": {},
+    "buffer.dropped_total": {},  # tells readings dropped by the bound from rounds held in memory
 }
 
 

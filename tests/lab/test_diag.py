@@ -16,9 +16,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from agent.buffer.store import Buffer
+from agent.contract.telemetry import decode_telemetry
+from agent.daemon.state import StatusRecord
 from agent.diag import TOTAL_BUDGET_S, exit_code, inputs_from_file, run_checks
 from agent.diag.base import CheckResult, DiagInputs
 from agent.diag.checks import CHECKS
@@ -155,6 +158,95 @@ def test_paused_broker_fails_login_within_its_time_limit(tmp_path: Path, broker:
     )
     assert elapsed < 30
     assert len(results) == len(CHECKS)
+
+
+# -- broker: publishing through the ACL -------------------------------------------------------------
+DENY_TELEMETRY = "user site\ntopic read desa/test/#\ntopic write desa/test/+/status\n"
+ALLOW_TELEMETRY = "user site\ntopic readwrite desa/test/#\n"
+
+
+def _catch(broker: Broker, where: str) -> tuple[mqtt.Client, list[bytes]]:
+    """A subscriber (the broker's anonymous-free ACL aside, as the site user) collecting payloads."""
+    got: list[bytes] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="catcher")
+    client.username_pw_set("site", PASSWORD)
+    client.on_message = lambda _c, _u, message: got.append(message.payload)
+    client.connect(broker.host, broker.port)
+    client.subscribe(where, qos=1)
+    client.loop_start()
+    return client, got
+
+
+def test_publish_check_proves_the_acl_lets_telemetry_through(
+    tmp_path: Path, broker_factory: BrokerFactory
+) -> None:
+    """An ACL that allows telemetry: pass, and a contract-valid message with no readings arrives."""
+    broker = broker_factory(passwords={"site": PASSWORD}, acl=ALLOW_TELEMETRY)
+    secret = _password_file(tmp_path, PASSWORD)
+    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    catcher, got = _catch(broker, "desa/test/test-site-01/telemetry")
+    try:
+        time.sleep(0.3)  # the subscription is in place before the check publishes
+        found = _run(inputs_from_file(config), *BROKER_CHECKS, "broker_publish")
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        catcher.loop_stop()
+        catcher.disconnect()
+    check = found["broker_publish"]
+    assert (check.status, check.key) == ("pass", "broker_publish.ok"), check
+    assert len(got) == 1
+    batch = decode_telemetry(got[0])
+    assert batch.site == "test-site-01" and batch.readings == ()
+
+
+def test_publish_check_fails_on_an_acl_deny_with_the_reason(
+    tmp_path: Path, broker_factory: BrokerFactory
+) -> None:
+    """Login accepted, telemetry denied by the ACL: MQTT 5's PUBACK says "Not authorized": FAIL."""
+    broker = broker_factory(passwords={"site": PASSWORD}, acl=DENY_TELEMETRY)
+    secret = _password_file(tmp_path, PASSWORD)
+    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    found = _run(inputs_from_file(config), *BROKER_CHECKS, "broker_publish")
+    assert found["broker_mqtt"].status == "pass"
+    check = found["broker_publish"]
+    assert (check.status, check.key) == ("fail", "broker_publish.denied"), check
+    assert check.args["reason"] == "Not authorized"
+    assert "desa/test/test-site-01/telemetry" in words(check, "en")[0]
+    assert "MENOLAK" in words(check, "id")[0]
+
+
+def test_publish_check_on_311_warns_and_shows_the_daemons_last_refusal(
+    tmp_path: Path, broker_factory: BrokerFactory
+) -> None:
+    """MQTT 3.1.1 cannot carry a deny: WARN saying so, with the last refusal from the status file."""
+    broker = broker_factory(passwords={"site": PASSWORD}, acl=DENY_TELEMETRY)
+    secret = _password_file(tmp_path, PASSWORD)
+    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    inputs = inputs_from_file(_with_protocol(config, "3.1.1"))
+    assert inputs.config is not None
+    refusal = "broker refused a telemetry message: Not authorized"
+    inputs.config.state_dir.mkdir(parents=True, exist_ok=True)
+    StatusRecord(pid=os.getpid(), last_error=refusal, rejected_total=3).write(
+        inputs.config.state_dir / STATUS_FILE
+    )
+    check = _run(inputs, *BROKER_CHECKS, "broker_publish")["broker_publish"]
+    assert (check.status, check.key) == ("warn", "broker_publish.unseen_311"), check
+    detail, advice = words(check, "en")
+    assert refusal in detail and "3 messages refused" in detail
+    assert "protocol: '5'" in advice
+
+
+def test_publish_check_is_not_tried_when_the_login_failed(
+    tmp_path: Path, broker_factory: BrokerFactory
+) -> None:
+    """A refused login: the publish line says it was not tried instead of failing twice."""
+    broker = broker_factory(passwords={"site": "another-password"})
+    secret = _password_file(tmp_path, PASSWORD)
+    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    found = _statuses(_run(inputs_from_file(config), *BROKER_CHECKS, "broker_publish"))
+    assert found["broker_publish"] == ("warn", "broker.not_tried")
 
 
 # -- broker: TLS ------------------------------------------------------------------------------------
@@ -351,6 +443,11 @@ def test_service_check_needs_a_fresh_status_from_a_live_pid(tmp_path: Path) -> N
     status = {"pid": os.getpid(), "updated_at": time.time(), "broker_state": "connected"}
     replace_json(state / STATUS_FILE, status)
     assert _statuses(_run(inputs, "service"))["service"] == ("pass", "service.running")
+    # The daemon's state word is in the line's language, not the status file's English.
+    replace_json(state / STATUS_FILE, {**status, "broker_state": "unreachable"})
+    running = _run(inputs, "service")["service"]
+    assert "broker: tidak terjangkau" in words(running, "id")[0]
+    assert "broker: unreachable" in words(running, "en")[0]
     replace_json(state / STATUS_FILE, {**status, "updated_at": time.time() - 3600})
     assert _statuses(_run(inputs, "service"))["service"] == ("fail", "service.stale")
 
@@ -532,7 +629,30 @@ def test_latency_check_passes_against_a_target_that_answers(tmp_path: Path, lab:
     seed = next(s for s in range(100) if 0 < sum(_first_drops(0.5, s, 3)) < 3)
     with lab.start_responder(delay_ms=10, loss=0.5, seed=seed):
         check = _checks(_diag_in(lab, config)[1])["latency"]
-    assert (check["status"], check["key"]) == ("warn", "latency.some_loss"), check
+    assert (check["status"], check["key"]) == ("warn", "latency.lossy"), check
+
+
+@pytest.mark.netns
+@needs_netns
+def test_latency_tells_a_dead_backhaul_from_a_dead_modem(tmp_path: Path, lab: Lab) -> None:
+    """First hop answers, backhaul targets silent: "backhaul down beyond the first hop"; a default
+    route via an address nobody holds: "modem/LAN down"."""
+    gw = lab.names["gw"]
+    subprocess.run(["ip", "-n", gw, "route", "add", "default", "via", FAR_ADDR], check=True)
+    # Behind the far end, which does not forward: like a modem whose satellite link is gone.
+    extra = {"latency": {"targets": ["gateway", "10.78.0.9", "10.78.0.10"]}}
+    config = _config(tmp_path, f"mqtt://{FAR_ADDR}:1883", extra=extra)
+    check = _checks(_diag_in(lab, config)[1])["latency"]
+    assert (check["status"], check["key"]) == ("fail", "latency.backhaul_down"), check
+    assert f"modem {FAR_ADDR} answers" in check["detail"]
+    assert "10.78.0.9 100%" in check["detail"]
+    indonesian = _checks(_diag_in(lab, config, lang="id")[1])["latency"]
+    assert "Backhaul putus setelah lompatan pertama" in indonesian["detail"]
+    # The modem gone: the next hop in the routing table answers no ARP.
+    subprocess.run(["ip", "-n", gw, "route", "replace", "default", "via", "10.77.0.3"], check=True)
+    check = _checks(_diag_in(lab, config)[1])["latency"]
+    assert (check["status"], check["key"]) == ("fail", "latency.first_hop_down"), check
+    assert "10.77.0.3" in check["detail"]
 
 
 def _first_drops(loss: float, seed: int, n: int) -> list[bool]:
@@ -586,7 +706,7 @@ def test_dead_dns_and_dead_broker_end_within_30_seconds(
     assert elapsed < 30, elapsed
     assert found["dns"] == ("fail", "dns.timeout")
     assert found["broker_tcp"] == ("fail", "broker_tcp.unresolved")
-    assert found["latency"] == ("fail", "latency.all_silent")
+    assert found["latency"] == ("fail", "latency.first_hop_down")
     assert len(found) == len(CHECKS)
     assert code == 1
     # The same names resolve once the resolver answers (here from the namespace's hosts file).

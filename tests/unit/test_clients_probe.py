@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+import pytest
+
+from agent.probes.base import ProbeError
 from agent.probes.clients import (
     ClientsProbe,
     parse_dnsmasq_leases,
@@ -68,10 +71,24 @@ def test_leases_file_not_yet_written_counts_zero(tmp_path: Path) -> None:
 def test_system_source_falls_back_to_proc_arp(tmp_path: Path) -> None:
     """Without the ip tool the kernel's ARP table is read."""
     missing_tool = str(tmp_path / "no-ip")
-    macs = system_neighbours("wlan0", arp=FIXTURES / "arp", ip=missing_tool)
+    (tmp_path / "net" / "wlan0").mkdir(parents=True)  # as /sys/class/net shows an interface
+    macs = system_neighbours(
+        "wlan0", arp=FIXTURES / "arp", ip=missing_tool, sys_net=tmp_path / "net"
+    )
     assert macs == {"a4:5e:60:11:22:33", "3c:28:6d:aa:bb:cc"}
 
 
 def test_system_source_reads_this_machine() -> None:
     """On this machine the real sources answer for loopback (no neighbours) without error."""
     assert system_neighbours("lo") == set()
+
+
+def test_a_missing_interface_is_an_error_not_zero_clients(tmp_path: Path) -> None:
+    """lan.interface absent (the sample's wlan0 on a box without Wi-Fi): ProbeError naming it, and
+    the round's clients readings are missing rather than 0."""
+    with pytest.raises(ProbeError, match=r"lan\.interface wlan9 does not exist"):
+        system_neighbours("wlan9", sys_net=tmp_path)
+    probe = ClientsProbe("wlan9", wall=lambda: NOW, neighbours=lambda i: system_neighbours(
+        i, sys_net=tmp_path))  # fmt: skip
+    with pytest.raises(ProbeError):
+        probe.collect()
