@@ -1,7 +1,8 @@
 """When a site's ack is published: a pure policy, so that the downlink a site pays for stays small.
 
 - at once when a gap was already there at the previous check (one check of grace: a message still on
-  its way through a shared-subscription peer is not a loss), or when a gap that was published closed;
+  its way through a shared-subscription peer is not a loss), when a gap that was published closed,
+  or when an epoch appears that the last ack did not list (a new buffer: rare, and worth knowing);
 - otherwise when some `through` advanced and `interval_ms` passed since the site's last ack;
 - never when nothing changed since the last ack.
 """
@@ -37,6 +38,8 @@ def due(
         return False
     for epoch in current:
         last = before.get(epoch.epoch)
+        if published is not None and last is None:
+            return True
         changed = last is None or last.missing != epoch.missing
         if changed and persistent_gap(epoch, previous_missing.get(epoch.epoch)):
             return True
