@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.contract.ack import MAX_EPOCHS, MAX_RANGES, EpochAck
 from collector.confirm.ranges import Run
-from collector.store.database import Database
+
+if TYPE_CHECKING:
+    # The store's reader imports this module: a run-time import back would be a cycle.
+    from collector.store.database import Database
 
 # Gaps-and-islands: within one run, seq minus its rank is constant. Only runs come back, not every
 # seq, and no more of them than an ack can list.

@@ -10,8 +10,9 @@ import pytest
 from agent.contract.ack import Ack, EpochAck, decode_ack
 from collector.confirm import records
 from collector.confirm.loop import Confirmer
-from collector.store import Store, migrate, open_database
+from collector.store import Reader, Store, migrate, open_database
 from collector.store.rows import Parcel, Row
+from collector.web.app import create_app
 
 T0 = 1_800_000_000_000
 DAY_S = 86_400.0
@@ -155,3 +156,20 @@ def test_retention_does_not_move_the_watermark_back(
     clock.now_s += 900
     confirmer.check()
     assert sent.acks[-1][1].epochs == (EpochAck(epoch="e1", through=30),)
+
+
+def test_metrics_show_the_watermark_gaps_and_given_up_seqs(
+    setup: tuple[Store, Confirmer, StepClock, Sent],
+) -> None:
+    """/metrics carries per site the confirmed seq, the open gaps and the given-up counter."""
+    store, confirmer, clock, _sent = setup
+    put(store, confirmer, "s1", "e1", [*range(1, 51), *range(61, 101), *range(111, 121)])
+    confirmer.check()
+    clock.now_s += 2 * DAY_S
+    confirmer.check()
+    app = create_app(Reader(store.db))
+    body = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'village_site_confirmed_through_seq{site="s1",epoch="e1"} 100' in body
+    assert 'village_site_confirm_gaps_ranges{site="s1"} 1' in body
+    assert "# TYPE village_site_confirm_given_up_total counter" in body
+    assert 'village_site_confirm_given_up_total{site="s1"} 10' in body
