@@ -125,8 +125,12 @@ class SiteConfirmation:
     published: int | None
 
 
-def per_site(db: Database) -> list[SiteConfirmation]:
-    rows = db.execute(f"SELECT {_COLUMNS} FROM confirmations ORDER BY site, updated DESC, epoch")
+def per_site(db: Database, site: str | None = None) -> list[SiteConfirmation]:
+    """Every site's confirmation, or the one of `site`."""
+    where, params = ("WHERE site = ? ", (site,)) if site is not None else ("", ())
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM confirmations {where}ORDER BY site, updated DESC, epoch", params
+    )
     found: dict[str, SiteConfirmation] = {}
     for row in rows:
         record = _record(row)

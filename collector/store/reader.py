@@ -127,10 +127,11 @@ class Reader:
             for s, st, seen in rows
         ]
 
-    def confirmations(self) -> list[SiteConfirmation]:
-        """Per site what the collector confirmed (collector/confirm/records.py owns the table)."""
+    def confirmations(self, site: str | None = None) -> list[SiteConfirmation]:
+        """Per site (or for `site`) what the collector confirmed; collector/confirm/records.py
+        owns the table."""
         with self._lock:
-            return per_site(self._db)
+            return per_site(self._db, site)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -62,7 +62,7 @@ def setup(database_url: str) -> Iterator[tuple[Store, Confirmer, StepClock, Sent
 
 def put(store: Store, confirmer: Confirmer, site: str, epoch: str, seqs: range | list[int]) -> None:
     rows = tuple(row(site, epoch, s) for s in seqs)
-    store.write(Parcel(rows=rows))
+    store.write(Parcel(rows=rows, seen={site: max(seqs)}))
     confirmer.note({(site, epoch)})
 
 
@@ -173,3 +173,18 @@ def test_metrics_show_the_watermark_gaps_and_given_up_seqs(
     assert 'village_site_confirm_gaps_ranges{site="s1"} 1' in body
     assert "# TYPE village_site_confirm_given_up_total counter" in body
     assert 'village_site_confirm_given_up_total{site="s1"} 10' in body
+
+
+@pytest.mark.parametrize(("lang", "words"), [("en", "Confirmed through"), ("id", "Tersimpan")])
+def test_the_site_page_shows_what_is_confirmed(
+    setup: tuple[Store, Confirmer, StepClock, Sent], lang: str, words: str
+) -> None:
+    """The site page names the confirmed seq and the gap being repaired, in either language."""
+    store, confirmer, _clock, _sent = setup
+    put(store, confirmer, "s1", "e1", [*range(1, 51), *range(61, 101)])
+    confirmer.check()
+    app = create_app(Reader(store.db))
+    page = app.test_client().get(f"/site/s1?lang={lang}").get_data(as_text=True)
+    assert words in page
+    assert "seq 50 (epoch e1)" in page
+    assert ("1 gap(s) being repaired" if lang == "en" else "1 celah sedang diperbaiki") in page
