@@ -46,6 +46,7 @@ class Confirmer:
         # collector last published per site.
         self._previous: dict[Pair, tuple[tuple[int, int], ...]] = {}
         self._published: dict[str, tuple[EpochAck, ...]] = {}
+        self._started = False
 
     def note(self, pairs: Iterable[Pair]) -> None:
         """Called by the ingest loop after a commit: these pairs received readings."""
@@ -55,6 +56,10 @@ class Confirmer:
     def check(self) -> list[str]:
         """Recompute the noted pairs and those with gaps; publish what is due. Return the sites
         whose ack was published. Raise StoreError if the database cannot be used."""
+        if not self._started:
+            # Gaps another run (or another collector) left open are this one's to follow too.
+            self.note(records.pairs_with_gaps(self._db))
+            self._started = True
         with self._lock:
             pairs = self._touched | {pair for pair, gaps in self._previous.items() if gaps}
             self._touched = set()

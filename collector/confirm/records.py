@@ -105,6 +105,13 @@ def latest_of_site(db: Database, site: str) -> list[Confirmation]:
     return [_record(row) for row in rows]
 
 
+def pairs_with_gaps(db: Database) -> list[tuple[str, str]]:
+    """Every (site, epoch) with an open gap: rechecked after a start even if nothing new arrives,
+    so its gap is published, repaired or given up."""
+    rows = db.execute("SELECT site, epoch FROM confirmations WHERE missing <> '[]'")
+    return [(str(site), str(epoch)) for site, epoch in rows]
+
+
 def mark_published(db: Database, site: str, epochs: list[str], at_ms: int) -> None:
     db.executemany(
         "UPDATE confirmations SET published = ? WHERE site = ? AND epoch = ?",

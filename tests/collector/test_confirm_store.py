@@ -188,3 +188,21 @@ def test_the_site_page_shows_what_is_confirmed(
     assert words in page
     assert "seq 50 (epoch e1)" in page
     assert ("1 gap(s) being repaired" if lang == "en" else "1 celah sedang diperbaiki") in page
+
+
+def test_a_restarted_confirmer_follows_the_gaps_left_open(
+    setup: tuple[Store, Confirmer, StepClock, Sent], database_url: str
+) -> None:
+    """A new confirmer (a restarted collector) rechecks an open gap without new readings, and
+    gives it up when it is old enough."""
+    store, confirmer, clock, sent = setup
+    put(store, confirmer, "s1", "e1", [*range(1, 51), *range(61, 101)])
+    confirmer.check()
+    db = open_database(database_url)
+    try:
+        again = Confirmer(db, clock=clock, publish=sent, interval_s=900, give_up_s=2 * DAY_S)
+        clock.now_s += 2 * DAY_S
+        assert again.check() == ["s1"]
+    finally:
+        db.close()
+    assert sent.acks[-1][1].epochs == (EpochAck(epoch="e1", through=100),)
