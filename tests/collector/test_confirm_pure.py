@@ -7,6 +7,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.contract.ack import MAX_RANGES, Ack, AckError, EpochAck, decode_ack, encode_ack
 from agent.contract.topics import topic
@@ -137,3 +139,41 @@ def test_progress_without_gaps_waits_for_the_interval() -> None:
               "published_ms": 0, "interval_ms": 900_000}  # fmt: skip
     assert not due(now_ms=899_999, **common)  # type: ignore[arg-type]
     assert due(now_ms=900_000, **common)  # type: ignore[arg-type]
+
+
+@given(st.sets(st.integers(min_value=1, max_value=200), min_size=1))
+def test_confirm_agrees_with_counting_one_by_one(seqs: set[int]) -> None:
+    """For any stored seqs of a new epoch: through is the end of the run from the lowest seq, and
+    every listed gap is exactly the seqs missing between the stored ones, lowest first."""
+    confirmed = confirm(None, runs_of(seqs))
+    through = min(seqs)
+    while through + 1 in seqs:
+        through += 1
+    assert confirmed.through == through
+    missing = [s for s in range(through + 1, max(seqs)) if s not in seqs]
+    listed = [s for first, last in confirmed.missing for s in range(first, last + 1)]
+    assert listed == missing[: len(listed)]
+    assert len(confirmed.missing) <= MAX_RANGES
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-5, max_value=2**64) | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+EPOCH_LIKE = st.fixed_dictionaries(
+    {}, optional={"epoch": JSON | st.text(max_size=4), "through": JSON, "missing": JSON}
+)
+
+
+@given(st.fixed_dictionaries({"v": st.just(1) | JSON, "ts": JSON,
+                              "epochs": st.lists(EPOCH_LIKE, max_size=4) | JSON}))  # fmt: skip
+def test_decoding_a_malformed_ack_fails_only_with_ack_error(body: dict[str, object]) -> None:
+    """Any JSON shaped roughly like an ack either decodes to a valid ack or raises AckError."""
+    try:
+        ack = decode_ack(json.dumps(body).encode())
+    except AckError:
+        return
+    assert decode_ack(encode_ack(ack)) == ack
