@@ -8,7 +8,9 @@ re-send. Compact JSON, e.g.
   which every reading of the epoch from the first one the collector saw is stored (0: none yet), and
   `missing`, inclusive `[first, last]` ranges above `through` it lacks (at most `MAX_RANGES`, lowest
   first; beyond the last range nothing is known, so a sender re-sends only what is listed).
-Pure code without I/O, importable by both sides; the JSON Schema is schema/ack.schema.json.
+Pure code without I/O, importable by both sides; the JSON Schema is schema/ack.schema.json. The
+encoder writes exactly what the schema allows; the decoder ignores fields it does not know (a later
+version 1 collector may add some) and takes a missing `missing` as none.
 """
 
 from __future__ import annotations
