@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -14,7 +15,7 @@ from agent.reading import Reading
 from collector.store import open_database
 from tests.support.ack_reader import retained_ack
 from tests.support.agent_proc import wait_until
-from tests.support.collector_proc import PREFIX, CollectorProcess, write_config
+from tests.support.collector_proc import PREFIX, CollectorProcess, stored_seqs, write_config
 from tests.support.mqtt_broker import Broker
 
 T0 = 1_800_000_000_000
@@ -108,3 +109,22 @@ def test_two_collectors_in_a_group_agree(tmp_path: Path, broker: Broker, pg_url:
     finally:
         db.close()
     assert rows == [("", 100, "[]")]
+
+
+def test_no_ack_when_confirmation_is_off(tmp_path: Path, broker: Broker) -> None:
+    """`confirm.enabled: false`: readings are stored, nothing is confirmed or published."""
+    database_url = f"sqlite://{tmp_path}/collector.sqlite"
+    off = {"confirm": {"enabled": False, "check_s": 0.3}}
+    config = write_config(tmp_path / "collector", broker_url=broker.url(),
+                          database_url=database_url, extra=off)  # fmt: skip
+    with CollectorProcess(config).start() as collector:
+        send(broker, "s1", list(range(1, 21)))
+        wait_until(lambda: len(stored_seqs(database_url).get("s1", [])) == 20, 30, "not stored")
+        time.sleep(1.0)  # three check periods, had the confirmer been on
+        assert retained_ack(broker.host, broker.port, PREFIX, "s1") is None
+        assert collector.terminate() == 0
+    db = open_database(database_url)
+    try:
+        assert db.execute("SELECT count(*) FROM confirmations") == [(0,)]
+    finally:
+        db.close()
