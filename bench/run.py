@@ -2,8 +2,8 @@
 
 Sections: steady (RSS, CPU, start-up, bytes per reading on MQTT, wire and disk), layout (payload
 and disk-write experiments), drain, outage (72 h in virtual time), fleet, collectd, ping (accuracy
-through the namespace lab, idle and busy). `--quick` takes
-about two minutes; the full run about twelve (the fleet is seven).
+through the namespace lab, idle and busy), ack (the downlink a site pays for the collector's
+acks). `--quick` takes about two minutes; the full run about twelve (the fleet is seven).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bench import proc
 from bench.net import Broker
 from bench.table import SKIP, Row, render
 
-SECTIONS = ("steady", "layout", "drain", "outage", "fleet", "collectd", "ping")
+SECTIONS = ("steady", "layout", "drain", "outage", "fleet", "collectd", "ping", "ack")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         from bench import (  # noqa: PLC0415
+            ack_cost,
             collectd,
             drain,
             fleet,
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "collectd", lambda: collectd.measure(broker, root / "collectd", logs, quick=args.quick)
         )
         section("ping", lambda: ping_accuracy.measure(quick=args.quick))
+        section("ack", lambda: ack_cost.measure(broker))
     finally:
         broker.stop()
         if not args.keep:

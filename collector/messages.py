@@ -258,6 +258,22 @@ MESSAGES: Mapping[str, Mapping[Lang, str]] = {
         "id": "Hash konfigurasi",
         "en": "Config hash",
     },
+    "dash.confirmed": {
+        "id": "Tersimpan lengkap sampai",
+        "en": "Confirmed through",
+    },
+    "dash.confirmed_value": {
+        "id": "seq {seq} (epoch {epoch})",
+        "en": "seq {seq} (epoch {epoch})",
+    },
+    "dash.confirm_gaps": {
+        "id": "{n} celah sedang diperbaiki",
+        "en": "{n} gap(s) being repaired",
+    },
+    "dash.confirm_given_up": {
+        "id": "{n} bacaan dilepas",
+        "en": "{n} reading(s) given up",
+    },
     "dash.contact": {
         "id": "Kontak",
         "en": "Contact",

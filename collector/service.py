@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -18,6 +18,7 @@ from collector.alerts.loop import Alerts
 from collector.alerts.webhook import webhook
 from collector.clock import Clock, wall_ms
 from collector.config import Config, read_password
+from collector.confirm.loop import Confirmer
 from collector.dashboard.registry import RegistryError, SiteInfo, load_registry
 from collector.ingest.batcher import Ingest
 from collector.ingest.subscriber import Subscriber
@@ -133,16 +134,53 @@ def start_http(config: Config, lang: Lang, clock: Clock) -> HttpServer | None:
     return server
 
 
+def start_confirmer(
+    config: Config, clock: Clock, lang: Lang, stop: threading.Event, subscriber: Subscriber
+) -> tuple[Confirmer, threading.Thread]:
+    """The confirmer, in a thread with a database connection of its own, publishing through the
+    subscriber's connection."""
+    try:
+        db = open_database(config.database.url)
+    except StoreError as err:
+        message = text("database.unusable", lang, url=config.database.url, error=err)
+        raise Exit(status=os.EX_UNAVAILABLE, message=message) from err
+    confirmer = Confirmer(
+        db,
+        clock=clock,
+        publish=subscriber.publish_ack,
+        interval_s=config.confirm.interval_s,
+        give_up_s=config.confirm.give_up_s,
+    )
+
+    def work() -> None:
+        try:
+            confirmer.run(stop, config.confirm.check_s)
+        finally:
+            db.close()
+
+    thread = threading.Thread(target=work, name="confirm", daemon=True)
+    return confirmer, thread
+
+
 def run(config: Config, clock: Clock, stop: threading.Event, lang: Lang) -> None:
     """Subscribe, store and acknowledge until `stop` is set. Raise Exit on what a person must fix."""
     store = open_store(config, clock, lang)
     http = start_http(config, lang, clock)
     alerts = start_alerts(config, clock, lang, stop)
+    # The ingest loop tells the confirmer what it stored; the confirmer publishes through the
+    # subscriber, which delivers to the ingest loop: built in this order, tied by `noted`.
+    confirmer: Confirmer | None = None
+
+    def noted(pairs: Iterable[tuple[str, str]]) -> None:
+        if confirmer is not None:
+            confirmer.note(pairs)
+
     ingest = Ingest(
         store=store,
         topic_prefix=config.broker.topic_prefix,
         clock=clock,
         retention_days=config.retention_days,
+        stored=noted if config.confirm.enabled else None,
     )
     subscriber = Subscriber(
         config.broker,
@@ -150,6 +188,10 @@ def run(config: Config, clock: Clock, stop: threading.Event, lang: Lang) -> None
         deliver=ingest.deliver,
         clock=clock,
     )
+    confirm_thread: threading.Thread | None = None
+    if config.confirm.enabled:
+        confirmer, confirm_thread = start_confirmer(config, clock, lang, stop, subscriber)
+        confirm_thread.start()
     subscriber.start()
     log.info(
         "collector_started",
@@ -163,6 +205,8 @@ def run(config: Config, clock: Clock, stop: threading.Event, lang: Lang) -> None
         subscriber.stop()
         stop.set()
         alerts.join(timeout=10)
+        if confirm_thread is not None:
+            confirm_thread.join(timeout=10)
         if http is not None:
             http.stop()
         store.close()

@@ -137,6 +137,26 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ConfirmConfig:
+    enabled: bool = field(
+        default=True,
+        metadata=meta("publish per site, retained, what is stored ({prefix}/{site}/ack)"),
+    )
+    check_s: float = field(
+        default=15.0,
+        metadata=meta("how often the sites that received readings are rechecked", _positive),
+    )
+    interval_s: float = field(
+        default=900.0,
+        metadata=meta("a site's ack without a gap is published at most this often", _positive),
+    )
+    give_up_s: float = field(
+        default=2 * 86400.0,
+        metadata=meta("a gap missing this long is given up (counted, logged)", _positive),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = field(
         default="info", metadata=meta("least important log level shown")
@@ -157,6 +177,10 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig, metadata=meta("logging"))
     alerts: AlertsConfig = field(
         default_factory=AlertsConfig, metadata=meta("offline, back online, backhaul, under-voltage")
+    )
+    confirm: ConfirmConfig = field(
+        default_factory=ConfirmConfig,
+        metadata=meta("the acks that tell each site what the collector stored"),
     )
     sites_file: Path | None = field(
         default=None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,6 +55,7 @@ class Ingest:
         max_wait_s: float = 0.1,
         maintenance_every_s: float = 600.0,
         retry_after_s: float = 2.0,
+        stored: Callable[[Iterable[tuple[str, str]]], None] | None = None,
     ) -> None:
         self._store = store
         self._prefix = topic_prefix
@@ -64,6 +65,8 @@ class Ingest:
         self._max_wait_s = max_wait_s
         self._maintenance_every_s = maintenance_every_s
         self._retry_after_s = retry_after_s
+        # Told the (site, epoch) pairs of each committed batch: the confirmer's cheap bookkeeping.
+        self._stored = stored
         self._inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.totals = Totals()
 
@@ -115,6 +118,8 @@ class Ingest:
                 except StoreError as again:
                     log.error("store_reconnect_failed", error=str(again))
         stale = acker.ack(batch)
+        if self._stored is not None and contents.rows:
+            self._stored({(row.site, row.epoch) for row in contents.rows})
         totals = self.totals
         totals.batches += 1
         totals.messages += len(batch)

@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from agent.contract.topics import topic
 from agent.publish.tls import verified_context
 from collector.clock import Clock, wall_ms
 from collector.config.schema import BrokerConfig
@@ -121,6 +122,15 @@ class Subscriber:
                     continue
                 self._client.ack(message.mid, message.qos)
         return stale
+
+    def publish_ack(self, site: str, payload: bytes) -> bool:
+        """Publish a site's ack, retained, QoS 1. Only while connected: the confirmer publishes again
+        at its next check. Return whether paho took the message."""
+        if not self._connected.is_set():
+            return False
+        name = topic(self._broker.topic_prefix, site, "ack")
+        info = self._client.publish(name, payload, qos=1, retain=True)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def stop(self) -> None:
         self._client.disconnect()

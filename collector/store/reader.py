@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from collector.confirm.records import SiteConfirmation, per_site
 from collector.store.database import Database
 
 
@@ -125,6 +126,12 @@ class Reader:
             SiteState(site=str(s), status=st, last_seen_ms=None if seen is None else int(seen))
             for s, st, seen in rows
         ]
+
+    def confirmations(self, site: str | None = None) -> list[SiteConfirmation]:
+        """Per site (or for `site`) what the collector confirmed; collector/confirm/records.py
+        owns the table."""
+        with self._lock:
+            return per_site(self._db, site)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

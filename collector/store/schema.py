@@ -134,6 +134,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX rollups_metric_hour ON rollups_hourly (metric, hour)",
         ),
     ),
+    Migration(
+        number=4,
+        about="confirmations: per (site, epoch) what the collector stored and acknowledged to the site",
+        statements=(
+            # `through_seq` is the watermark: it only grows, and the readings at or below it are
+            # never read again for it, so retention may delete them. `missing` is the JSON list of
+            # [first, last] gaps above it; `gap_since` when its lowest gap was first seen;
+            # `given_up` how many seqs were given up after `confirm.give_up_s`.
+            """CREATE TABLE confirmations (
+                site TEXT NOT NULL,
+                epoch TEXT NOT NULL,
+                first_seq BIGINT NOT NULL,
+                through_seq BIGINT NOT NULL,
+                missing TEXT NOT NULL,
+                gap_since BIGINT,
+                given_up BIGINT NOT NULL DEFAULT 0,
+                updated BIGINT NOT NULL,
+                published BIGINT,
+                PRIMARY KEY (site, epoch)
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].number

@@ -7,6 +7,7 @@ from flask import Flask, Response
 
 from collector import __version__
 from collector.bridge.prometheus import CONTENT_TYPE, exposition
+from collector.confirm.metrics import confirmation_lines
 from collector.store.reader import Reader
 from collector.web.compress import enable_gzip
 from collector.web.data import add_data
@@ -21,7 +22,11 @@ def create_app(reader: Reader, settings: DashboardSettings | None = None) -> Fla
 
     @app.get("/metrics")
     def metrics() -> Response:
-        body = "\n".join(exposition(reader.latest(), reader.sites())) + "\n"
+        lines = [
+            *exposition(reader.latest(), reader.sites()),
+            *confirmation_lines(reader.confirmations()),
+        ]
+        body = "\n".join(lines) + "\n"
         return Response(body, mimetype=None, content_type=CONTENT_TYPE)
 
     @app.get("/healthz")

@@ -201,5 +201,6 @@ def add_pages(app: Flask, reader: Reader, settings: DashboardSettings) -> None:
             ranges=list(RANGES_MS),
             charts=_site_charts(reader, site, start, end, lang),
             events=events,
+            confirmed=next(iter(reader.confirmations(site)), None),
             **context(lang),
         )

@@ -35,6 +35,7 @@ def write_config(
     client_id: str = "village-collector-test",
     listen: str = "off",
     broker: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     config = {
@@ -48,6 +49,7 @@ def write_config(
         "database": {"url": database_url},
         "http": {"listen": listen},
         "log": {"level": "info"},
+        **(extra or {}),
     }
     path = directory / "collector.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
