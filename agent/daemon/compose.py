@@ -10,6 +10,7 @@ sequence exists once.
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,11 @@ def build_probes(
 
 
 def open_buffer(
-    config: Config, *, now: float, free_bytes: FreeBytes = disk_free_bytes
+    config: Config,
+    *,
+    now: float,
+    free_bytes: FreeBytes = disk_free_bytes,
+    wall: Callable[[], float] = time.time,
 ) -> tuple[Buffer, list[Sample]]:
     """Open the site's buffer. A damaged file is moved aside (kept for a technician) and a fresh one
     started, with an event reading so the office learns of it; the agent never crash-loops on it."""
@@ -154,6 +159,9 @@ def open_buffer(
             max_readings=config.buffer.max_readings,
             min_free_bytes=int(config.buffer.min_free_mb * 1024 * 1024),
             free_bytes=free_bytes,
+            unconfirmed_max_readings=config.buffer.unconfirmed_max_readings,
+            unconfirmed_max_days=config.buffer.unconfirmed_max_days,
+            wall=wall,
         )
 
     try:
@@ -194,6 +202,7 @@ def build_link(config: Config) -> MqttLink:
             offline=status("offline"),
         ),
         splay_s=splay_fraction(config.site_id) * config.broker.splay_s,
+        ack_topic=topic(prefix, config.site_id, "ack"),
     )
 
 
@@ -251,7 +260,7 @@ def start_agent(
     mark_running(config.state_dir, boot_id, clean=False)
     start = classify_start(marker, boot_id)
     buffer, start_samples = open_buffer(
-        config, now=sources.clock.wall(), free_bytes=sources.free_bytes
+        config, now=sources.clock.wall(), free_bytes=sources.free_bytes, wall=sources.clock.wall
     )
     start_samples.append(
         Sample(metric="event.agent_start", value=1.0, tags={"reason": start.reason})

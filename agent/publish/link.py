@@ -61,7 +61,14 @@ class Acked:
     reason: str
 
 
-LinkEvent = Connected | ConnectFailed | Disconnected | Acked
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    """The collector's ack (agent/contract/ack.py), undecoded: the main thread decodes it."""
+
+    payload: bytes
+
+
+LinkEvent = Connected | ConnectFailed | Disconnected | Acked | AckReceived
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,8 +129,11 @@ class MqttLink:
         will: Will,
         splay_s: float = 0.0,
         rng: random.Random | None = None,
+        ack_topic: str | None = None,
     ) -> None:
+        """`ack_topic`: the collector's ack for this site, subscribed after every connect."""
         self._broker = broker
+        self._ack_topic = ack_topic
         self._client_id = client_id
         self._will = will
         self._splay_s = splay_s
@@ -234,13 +244,22 @@ class MqttLink:
                 client.publish(self._will.topic, self._will.online, qos=1, retain=True)
             except Exception as err:
                 log.error("birth_message_failed", error=repr(err))
+            if self._ack_topic is not None:
+                # QoS 0: the retained ack arrives at once, and nothing queues for the gateway on
+                # the broker while it is offline (a metered link pays for every byte).
+                client.subscribe(self._ack_topic, qos=0)
             self._events.put(Connected(generation))
 
         def on_publish(_c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Properties) -> None:
             self._events.put(Acked(generation, mid, not rc.is_failure, str(rc)))
 
+        def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+            if message.topic == self._ack_topic:
+                self._events.put(AckReceived(bytes(message.payload)))
+
         client.on_connect = on_connect
         client.on_publish = on_publish
+        client.on_message = on_message
         # Without this, paho's publish() writes to the socket from the calling (main) thread while
         # our network thread writes from loop(): on a slow link a partial write of one packet gets
         # another packet spliced into it and the broker drops us for a protocol error. With a
