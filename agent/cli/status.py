@@ -63,6 +63,15 @@ def report(config: Config, *, now: float | None = None) -> dict[str, Any]:
         "last_error": status.last_error,
         "in_flight": status.in_flight,
         "clock_synced": status.clock_synced,
+        "confirm": {
+            "seen": status.confirm_seen,
+            "epoch": status.confirmed_epoch,
+            "through": status.confirmed_through,
+            "missing": status.confirm_missing,
+            "last_ack_age_s": _since(now, status.last_confirm_at),
+            "unconfirmed": status.unconfirmed,
+            "released_total": status.unconfirmed_released_total,
+        },
     }
     if isinstance(backlog, Backlog):
         oldest = backlog.oldest_ts_ms
@@ -112,10 +121,32 @@ def render_text(out: dict[str, Any]) -> str:
         lines.append(f"  backlog            {out['backlog']} readings unsent, oldest {age}")
     lines.append(f"  readings dropped   {out['dropped_total'] or 0}")
     if reported:
+        lines += _confirm_lines(out["confirm"])
+    if reported:
         lines.append(f"  last error         {out['last_error'] or '-'}")
     if out["daemon"] != "running":
         lines.append("  next: systemctl status village-agent; journalctl -u village-agent -n 50")
     return "\n".join(lines)
+
+
+def _confirm_lines(confirm: dict[str, Any]) -> list[str]:
+    if confirm["seen"] is None:
+        return []
+    if not confirm["seen"]:
+        return [
+            "  collector          no collector confirmation seen: readings are deleted on the "
+            "broker's acknowledgement"
+        ]
+    through = "-" if confirm["through"] is None else confirm["through"]
+    lines = [
+        f"  collector          stored through seq {through} (epoch {confirm['epoch'] or '-'}), "
+        f"last ack {_ago(confirm['last_ack_age_s'])}",
+        f"  unconfirmed        {confirm['unconfirmed']} readings delivered, awaiting confirmation"
+        f" ({confirm['released_total']} released unconfirmed)",
+    ]
+    if confirm["missing"]:
+        lines.append(f"  collector missing  {confirm['missing']} (being sent again)")
+    return lines
 
 
 def run_status(config: Config, *, as_json: bool) -> int:

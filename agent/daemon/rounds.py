@@ -28,7 +28,6 @@ from agent.probes.base import Probe
 from agent.probes.uptime import BackhaulTracker
 from agent.publish.link import (
     Acked,
-    AckReceived,
     Connected,
     ConnectFailed,
     Disconnected,
@@ -237,8 +236,9 @@ class Agent:
         while event is not None:
             self.outbox.handle(event, mono=self._clock.monotonic(), wall=self._clock.wall())
             self._log_link_event(event)
-            if not isinstance(event, Acked | AckReceived):
-                # The status file follows the broker state at once, not only at the next round.
+            if not isinstance(event, Acked):
+                # The status file follows the broker state and the collector's confirmation at
+                # once, not only at the next round.
                 self.write_status()
             handled += 1
             event = self._link.next_event(0)
