@@ -215,8 +215,8 @@ def test_random_deliveries_and_acks_agree_with_a_plain_model(tmp_path: Path) -> 
             confirmed = {s for s in delivered if s <= top and s not in gaps}
             delivered -= back | confirmed
             unsent |= back
-        seqs = _unsent(buffer)
-        assert seqs == sorted(unsent)
+        order = _unsent(buffer)
+        assert order == sorted(unsent)
         assert buffer.count == len(unsent)
         assert buffer.stats().unconfirmed == len(delivered)
     assert buffer.integrity_ok()
