@@ -185,6 +185,22 @@ class Unconfirmed:
         self._release(now_ms)
         return moved
 
+    def release_all(self, *, also: int = 0) -> None:
+        """Release every delivered reading, and count `also` more released by the caller (the
+        disk is nearly full). Call inside a transaction."""
+        released = self.count + also
+        self._conn.execute("DELETE FROM delivered")
+        self.count = 0
+        self._count_released(released)
+
+    def _count_released(self, released: int) -> None:
+        if released:
+            self._conn.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + ?",
+                (_RELEASED_KEY, released, released),
+            )
+            self.released_total += released
+
     def _release(self, now_ms: int) -> None:
         released = 0
         if self._max_age_ms > 0:
@@ -213,12 +229,7 @@ class Unconfirmed:
                 gone = move(self._conn, [(first, cut)], src="delivered", dst=None, at_ms=0)
             released += gone
             self.count -= gone
-        if released:
-            self._conn.execute(
-                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + ?",
-                (_RELEASED_KEY, released, released),
-            )
-            self.released_total += released
+        self._count_released(released)
 
     def apply(self, ack: EpochAck | None, *, ts_ms: int) -> Applied:
         """Apply the collector's ack for this buffer's epoch (None: it spoke only of others).

@@ -298,9 +298,23 @@ class Buffer:
         """Take the readings the broker acknowledged out of line: deleted, or, once a collector
         confirms what it stores, kept as delivered (agent/buffer/confirm.py). Return how many
         left the undelivered rows. Call inside a transaction."""
-        if self.unconfirmed.active:
-            return self.unconfirmed.keep(spans)
-        return self._remove(spans)
+        if not self.unconfirmed.active:
+            return self._remove(spans)
+        if self._disk_short():
+            # Space is what the unsent readings need: what waits only for the collector's word
+            # goes first, counted as released.
+            gone = self._remove(spans)
+            self.unconfirmed.release_all(also=gone)
+            return gone
+        return self.unconfirmed.keep(spans)
+
+    def _disk_short(self) -> bool:
+        if not self._min_free:
+            return False
+        try:
+            return self._free_bytes(self.path.parent) < self._min_free
+        except OSError:
+            return False
 
     def apply_ack(self, ack: AckPayload) -> Applied:
         """Apply the collector's ack in one transaction: delete the delivered readings it covers,

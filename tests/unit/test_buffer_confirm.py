@@ -220,3 +220,25 @@ def test_random_deliveries_and_acks_agree_with_a_plain_model(tmp_path: Path) -> 
         assert buffer.count == len(unsent)
         assert buffer.stats().unconfirmed == len(delivered)
     assert buffer.integrity_ok()
+
+
+def test_a_nearly_full_disk_releases_the_delivered_first(tmp_path: Path) -> None:
+    """Below buffer.min_free_mb acknowledged readings are deleted, not kept, and what was kept is
+    released: counted, and the unsent readings stay."""
+    free = [10_000_000]
+    buffer = Buffer.open(
+        tmp_path / "b.sqlite",
+        site=SITE,
+        max_readings=10_000,
+        min_free_bytes=1_000_000,
+        free_bytes=lambda _path: free[0],
+    )
+    _fill(buffer, 3)
+    buffer.apply_ack(_ack(0))
+    buffer.delete(range(1, 11))
+    assert buffer.stats().unconfirmed == 10
+    free[0] = 10
+    buffer.delete(range(11, 16))
+    stats = buffer.stats()
+    assert (stats.unconfirmed, stats.unconfirmed_released_total, stats.dropped_total) == (0, 15, 0)
+    assert _unsent(buffer) == list(range(16, 31))
