@@ -26,7 +26,8 @@ from agent.daemon.rounds import Agent
 from agent.files import buffer_path
 from agent.publish.link import MqttLink
 from simulator.virtual.collector import Collector
-from tests.support.agent_proc import AgentProcess, wait_until, write_config
+from tests.support.agent_proc import AgentProcess, buffer_state, wait_until, write_config
+from tests.support.faults import tally
 from tests.support.mqtt_broker import Broker
 
 SITE = "test-site-01"
@@ -212,3 +213,60 @@ def test_kill_9_between_puback_and_ack_loses_nothing(tmp_path: Path, broker: Bro
         assert collector.wait_for(SITE, range(5, 25), 15), again.log()
         again.wait_status("confirmed_through", lambda through: through == 4)
         assert again.terminate() == 0
+
+
+def ack_of(seqs: set[int]) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """What a collector that stored `seqs` says: through, and the first 32 gaps above it."""
+    through = 0
+    while through + 1 in seqs:
+        through += 1
+    missing: list[tuple[int, int]] = []
+    start = None
+    for seq in range(through + 1, max(seqs, default=0) + 1):
+        if seq not in seqs and start is None:
+            start = seq
+        elif seq in seqs and start is not None:
+            missing.append((start, seq - 1))
+            start = None
+    return through, tuple(missing[:32])
+
+
+def test_readings_the_broker_acknowledged_and_lost_are_sent_again(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """The broker acknowledges readings it then delivers to nobody (here: the collector is away
+    and its session not kept; a restarted mosquitto or a full queue do the same). The collector's
+    ack names the gap; the agent sends it again, and in the end nothing is lost."""
+    publish_ack(broker, 0, ts=1)
+    config = write_config(tmp_path, broker_url=broker.url(), broker={"batch_max_readings": 20})
+    with Collector(broker.url(), PREFIX) as collector, AgentProcess(config) as agent:
+        agent.wait_status("confirm_seen", lambda seen: seen is True)
+        wait_until(lambda: len(collector.seqs(SITE)) > 20, 20, agent.log())
+        collector.stop()
+        away_from = agent.status()["last_seq"]
+        agent.wait_status("readings_acked", lambda n: n > away_from + 60, 30)
+        collector.start()
+        back = agent.status()["last_seq"]
+        wait_until(lambda: max(collector.seqs(SITE)) > back, 20, agent.log())
+        through, missing = ack_of(collector.seqs(SITE))
+        lost_at_broker = sum(hi - lo + 1 for lo, hi in missing)
+        assert lost_at_broker >= 60, (through, missing)
+        publish_ack(broker, through, missing, ts=2)
+        last = agent.status()["last_seq"]
+        assert collector.wait_for(SITE, range(1, last + 1), 30), agent.log()[-3000:]
+        through, missing = ack_of(collector.seqs(SITE))
+        publish_ack(broker, through, missing, ts=3)
+        agent.wait_status("confirmed_through", lambda n: n == through)
+        last_seq, _ = buffer_state(agent.state_dir)
+        assert collector.wait_for(SITE, range(1, last_seq + 1), 30)
+        assert agent.terminate() == 0
+        row = tally(
+            "35 broker loses acknowledged readings",
+            f"collector away, session not kept: {lost_at_broker} lost at the broker",
+            agent,
+            collector,
+            SITE,
+        )
+    assert row.lost == 0, row
+    # Sent again: the gap, and at most a window's worth of flights voided when it was reopened.
+    assert row.duplicated <= lost_at_broker + 4 * 20, row  # inflight_max 4, batches of 20
