@@ -111,13 +111,18 @@ def move(
         conn.execute(f"DELETE FROM {src} {inside}", args)
         moved += int(count)
         # What is left that overlaps the span: at most a row reaching in from below, and one
-        # reaching out above (or a single row holding the whole span).
+        # reaching out above (or a single row holding the whole span). Both by the primary key:
+        # a long backlog must not be scanned for every span.
         when = ", at_ms" if src == "delivered" else ", 0"
-        edges = conn.execute(
-            f"SELECT {_COLUMNS}{when} FROM {src} WHERE first_seq <= ? AND last_seq >= ? "
-            "ORDER BY first_seq",
-            (hi, lo),
+        below = conn.execute(
+            f"SELECT {_COLUMNS}{when} FROM {src} WHERE first_seq < ? "
+            "ORDER BY first_seq DESC LIMIT 1",
+            (lo,),
         ).fetchall()
+        above = conn.execute(
+            f"SELECT {_COLUMNS}{when} FROM {src} WHERE first_seq BETWEEN ? AND ?", (lo, hi)
+        ).fetchall()
+        edges = below + above
         for *row, row_at in edges:
             stored = round_of(tuple(row))
             part = only(stored, lo, hi)
@@ -203,17 +208,20 @@ class Unconfirmed:
 
     def _release(self, now_ms: int) -> None:
         released = 0
-        if self._max_age_ms > 0:
-            # A wall clock stepped back makes nothing old; one stepped forward releases early,
-            # and counted: never a reading lost unsent, only one the collector may not confirm.
-            cutoff = now_ms - self._max_age_ms
-            (old,) = self._conn.execute(
-                "SELECT COALESCE(SUM(n), 0) FROM delivered WHERE at_ms < ?", (cutoff,)
+        # By age, oldest seq first, while the oldest row has waited too long: one look at the
+        # head of the table per round, not a scan. A wall clock stepped back makes nothing old;
+        # one stepped forward releases early, counted: never a reading lost unsent, only one
+        # the collector may not confirm.
+        cutoff = now_ms - self._max_age_ms
+        while self._max_age_ms > 0:
+            head = self._conn.execute(
+                "SELECT first_seq, n, at_ms FROM delivered ORDER BY first_seq LIMIT 1"
             ).fetchone()
-            if old:
-                self._conn.execute("DELETE FROM delivered WHERE at_ms < ?", (cutoff,))
-                released += int(old)
-                self.count -= int(old)
+            if head is None or head[2] >= cutoff:
+                break
+            self._conn.execute("DELETE FROM delivered WHERE first_seq = ?", (head[0],))
+            released += int(head[1])
+            self.count -= int(head[1])
         while self.count > self._max:
             (first, last, n) = self._conn.execute(
                 "SELECT first_seq, last_seq, n FROM delivered ORDER BY first_seq LIMIT 1"
