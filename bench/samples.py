@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agent.clock import SystemClock
 from agent.config.load import load_config
-from agent.daemon.compose import build_probes
+from agent.daemon.compose import Sources, build_probes
 from agent.daemon.rounds import measure
 from agent.reading import Sample, Stamp
 from bench.child import write_config
@@ -24,7 +24,9 @@ def template(workdir: Path) -> list[Sample]:
             workdir, broker_url="mqtt://127.0.0.1:1", interval_s=60, state_dir=workdir / "state"
         )
     )
-    probes = [p for p in build_probes(config, SystemClock()) if p.name != "speedtest"]
+    probes = [
+        p for p in build_probes(config, Sources(clock=SystemClock())) if p.name != "speedtest"
+    ]
     measure(probes)  # counters need a baseline to make rates
     samples, _ = measure(probes)
     samples += [
