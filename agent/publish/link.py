@@ -257,9 +257,19 @@ class MqttLink:
             if message.topic == self._ack_topic:
                 self._events.put(AckReceived(bytes(message.payload)))
 
+        def on_subscribe(
+            _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Properties | None
+        ) -> None:
+            # Only the ack topic is subscribed. Refused (an ACL without read on it): no ack
+            # comes, and the agent keeps deleting on PUBACK, or releases what it kept.
+            refused = [str(code) for code in codes if code.is_failure]
+            if refused:
+                log.warning("ack_subscription_refused", topic=self._ack_topic, reason=refused[0])
+
         client.on_connect = on_connect
         client.on_publish = on_publish
         client.on_message = on_message
+        client.on_subscribe = on_subscribe
         # Without this, paho's publish() writes to the socket from the calling (main) thread while
         # our network thread writes from loop(): on a slow link a partial write of one packet gets
         # another packet spliced into it and the broker drops us for a protocol error. With a
