@@ -1,4 +1,5 @@
-"""The durable buffer: every reading lives here, on disk, until the broker acknowledged it.
+"""The durable buffer: every reading lives here, on disk, until the broker acknowledged it (and,
+once a collector confirms what it stores, until that confirmation: agent/buffer/confirm.py).
 
 SQLite in WAL mode with synchronous=FULL: a committed round survives a power cut. One row holds one
 round: the readings that share a stamp, packed and compressed into a blob of a few hundred bytes,

@@ -7,7 +7,8 @@ way Telegraf's buffer has one transaction API: take the oldest batch (`pump`), t
 positive PUBACK: the rows go with the next commit) or keep it (a lost connection or a refusal: the
 rows go again, oldest first). At most `window` messages are in flight; rows acknowledged but not yet
 deleted count against the same window, so a crash resends at most a window's worth: a resend may
-duplicate, never lose.
+duplicate, never lose. Where a collector confirms what it stored, "deleted" means kept as delivered
+until its ack (agent/buffer/confirm.py); the ack arrives as a link event and is applied here too.
 """
 
 from __future__ import annotations
