@@ -24,7 +24,7 @@ from bench import proc
 from bench.net import Broker
 from bench.table import SKIP, Row, render
 
-SECTIONS = ("steady", "layout", "drain", "outage", "fleet", "collectd", "ping", "ack")
+SECTIONS = ("steady", "layout", "confirm", "drain", "outage", "fleet", "collectd", "ping", "ack")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import (  # noqa: PLC0415
             ack_cost,
             collectd,
+            confirm,
             drain,
             fleet,
             layout,
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         section("steady", run_steady)
         section("layout", run_layout)
+        section("confirm", lambda: confirm.measure(root / "confirm", quick=args.quick))
         section("drain", lambda: drain.measure(broker, root / "drain", logs, quick=args.quick))
         section("outage", lambda: outage.measure(broker, root / "outage", quick=args.quick))
         section("fleet", lambda: fleet.measure(broker, root / "fleet", quick=args.quick))

@@ -10,6 +10,8 @@ the status file recorded is higher than any the buffer knows.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,9 @@ class Settings:
     max_readings: int
     min_free_bytes: int = 0
     free_bytes: FreeBytes = disk_free_bytes
+    unconfirmed_max_readings: int = 20_000
+    unconfirmed_max_days: float = 7.0
+    wall: Callable[[], float] = time.time
 
 
 def open_checked(
@@ -97,6 +102,9 @@ def _open(path: Path, settings: Settings) -> Buffer:
         max_readings=settings.max_readings,
         min_free_bytes=settings.min_free_bytes,
         free_bytes=settings.free_bytes,
+        unconfirmed_max_readings=settings.unconfirmed_max_readings,
+        unconfirmed_max_days=settings.unconfirmed_max_days,
+        wall=settings.wall,
     )
 
 

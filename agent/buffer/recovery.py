@@ -7,6 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from agent.buffer.confirm import convert_schema_2
 from agent.buffer.errors import BufferError, CorruptBuffer, Unwritable
 from agent.buffer.rows import (
     INSERT_ROUND,
@@ -57,6 +58,7 @@ def connect(path: Path) -> sqlite3.Connection:
         convert_schema_1(conn, path)
         conn.executescript(SCHEMA)
         conn.execute(ROUNDS_TABLE)
+        convert_schema_2(conn)
         check_rounds(conn)
     except sqlite3.DatabaseError as err:
         conn.close()

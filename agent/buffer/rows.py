@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from agent.buffer.errors import CorruptBuffer
 from agent.reading import Reading, Tags
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CLOCK_UNSYNCED, CLOCK_SYNCED, CLOCK_RESTAMPED = 0, 1, 2
 # A round is a few dozen readings; this only keeps an odd huge one from becoming one huge blob.
 ROW_MAX_READINGS = 1000

@@ -1,4 +1,5 @@
-"""The durable buffer: every reading lives here, on disk, until the broker acknowledged it.
+"""The durable buffer: every reading lives here, on disk, until the broker acknowledged it (and,
+once a collector confirms what it stores, until that confirmation: agent/buffer/confirm.py).
 
 SQLite in WAL mode with synchronous=FULL: a committed round survives a power cut. One row holds one
 round: the readings that share a stamp, packed and compressed into a blob of a few hundred bytes,
@@ -19,10 +20,12 @@ from __future__ import annotations
 import secrets
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.buffer.confirm import Applied, Span, Unconfirmed
 from agent.buffer.errors import BufferError, DiskFull
 from agent.buffer.recovery import connect, damage_or_refusal
 from agent.buffer.rows import (
@@ -41,6 +44,7 @@ from agent.buffer.rows import (
     ranges,
     round_of,
 )
+from agent.contract.ack import Ack
 from agent.reading import Reading, Sample, Stamp
 
 
@@ -52,6 +56,8 @@ class BufferStats:
     oldest_ts_ms: int | None
     dropped_total: int  # readings removed unsent to respect the size bound
     epoch: str  # names this file's seq series ("" only in a file no agent has claimed yet)
+    unconfirmed: int = 0  # delivered, kept until the collector confirms them
+    unconfirmed_released_total: int = 0  # delivered, released unconfirmed to respect their bound
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +91,9 @@ class Buffer:
         max_readings: int,
         min_free_bytes: int = 0,
         free_bytes: FreeBytes = disk_free_bytes,
+        unconfirmed_max_readings: int = 20_000,
+        unconfirmed_max_days: float = 7.0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._conn = conn
         self.path = path
@@ -99,6 +108,12 @@ class Buffer:
         self._stored_last_seq = self._meta_int("last_seq")
         self._last_seq = max(self._stored_last_seq, int(newest))
         self._epoch = self._meta_text("epoch")
+        self.unconfirmed = Unconfirmed(
+            conn,
+            max_readings=unconfirmed_max_readings,
+            max_age_s=unconfirmed_max_days * 86400,
+            wall=wall,
+        )
 
     @classmethod
     def open(
@@ -109,6 +124,9 @@ class Buffer:
         max_readings: int,
         min_free_bytes: int = 0,
         free_bytes: FreeBytes = disk_free_bytes,
+        unconfirmed_max_readings: int = 20_000,
+        unconfirmed_max_days: float = 7.0,
+        wall: Callable[[], float] = time.time,
     ) -> Buffer:
         """Open or create the buffer. Raise BufferError if it is unusable or belongs to another site.
 
@@ -123,6 +141,9 @@ class Buffer:
                 max_readings=max_readings,
                 min_free_bytes=min_free_bytes,
                 free_bytes=free_bytes,
+                unconfirmed_max_readings=unconfirmed_max_readings,
+                unconfirmed_max_days=unconfirmed_max_days,
+                wall=wall,
             )
             buffer._claim(site)
         except sqlite3.DatabaseError as err:
@@ -198,7 +219,7 @@ class Buffer:
             with self._tx():
                 # One commit per round, not one for the round and one per acknowledgement: each
                 # commit rewrites whole pages and fsyncs, and that is what wears the SD card.
-                gone = self._remove(spans)
+                gone = self._acknowledge(spans)
                 boot = self._names.boot(stamp.boot_id)
                 series = [self._names.series(s.metric, s.tags) for s in samples]
                 first = self._last_seq + 1
@@ -299,6 +320,46 @@ class Buffer:
     def _forget_uncommitted(self) -> None:
         # Ids cached inside a rolled-back transaction do not exist on disk.
         self._names = Names(self._conn)
+        self.unconfirmed.reload()
+
+    def _acknowledge(self, spans: Sequence[Span]) -> int:
+        """Take the readings the broker acknowledged out of line: deleted, or, once a collector
+        confirms what it stores, kept as delivered (agent/buffer/confirm.py). Return how many
+        left the undelivered rows. Call inside a transaction."""
+        if not self.unconfirmed.active:
+            return self._remove(spans)
+        if self._disk_short():
+            # Space is what the unsent readings need: what waits only for the collector's word
+            # goes first, counted as released.
+            gone = self._remove(spans)
+            self.unconfirmed.release_all(also=gone)
+            return gone
+        return self.unconfirmed.keep(spans)
+
+    def _disk_short(self) -> bool:
+        if not self._min_free:
+            return False
+        try:
+            return self._free_bytes(self.path.parent) < self._min_free
+        except OSError:
+            return False
+
+    def apply_ack(self, ack: Ack) -> Applied:
+        """Apply the collector's ack in one transaction: delete the delivered readings it covers,
+        send again those it reports missing. The same retained ack seen again changes nothing.
+        Raise BufferError if the buffer cannot be written; then nothing changed."""
+        mine = ack.for_epoch(self.epoch)
+        if self.unconfirmed.active and ack.ts_ms == self.unconfirmed.last_ack_ts_ms:
+            return Applied(matched=mine is not None, confirmed=0, restored=0)
+        try:
+            with self._tx():
+                applied = self.unconfirmed.apply(mine, ts_ms=ack.ts_ms)
+        except sqlite3.Error as err:
+            self.unconfirmed.reload()
+            raise BufferError(f"cannot apply the collector's ack to {self.path}: {err}") from err
+        self._count += applied.restored
+        return applied
+
 
     def oldest(self, *, after_seq: int = 0, limit: int) -> list[Reading]:
         """The oldest readings with seq > after_seq, at most `limit` of them, in seq order."""
@@ -325,9 +386,10 @@ class Buffer:
             return 0
         try:
             with self._tx():
-                gone = self._remove(spans)
+                gone = self._acknowledge(spans)
                 stored = self._keep_last_seq(self._last_seq)
         except sqlite3.Error as err:
+            self.unconfirmed.reload()
             raise BufferError(
                 f"cannot remove acknowledged readings from {self.path}: {err}"
             ) from err
@@ -396,6 +458,8 @@ class Buffer:
             oldest_ts_ms=oldest[1] if oldest else None,
             dropped_total=self._meta_int("dropped"),
             epoch=self._epoch,
+            unconfirmed=self.unconfirmed.count,
+            unconfirmed_released_total=self.unconfirmed.released_total,
         )
 
     def integrity_ok(self) -> bool:

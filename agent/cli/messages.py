@@ -216,6 +216,24 @@ TEXTS: Mapping[str, Mapping[Lang, str]] = {
     "status.dropped": {"id": "data dibuang", "en": "readings dropped"},
     "status.last_error": {"id": "galat terakhir", "en": "last error"},
     "status.last_disconnect": {"id": "putus terakhir", "en": "last disconnect"},
+    "status.collector": {"id": "kolektor", "en": "collector"},
+    "status.unconfirmed": {"id": "belum dikonfirmasi", "en": "unconfirmed"},
+    "status.confirm_never": {
+        "id": "belum pernah ada konfirmasi dari kolektor: data dihapus begitu broker menerimanya",
+        "en": "no collector confirmation seen: readings are deleted on the broker's acknowledgement",
+    },
+    "status.confirm_through": {
+        "id": "tersimpan sampai seq {through} (epoch {epoch}), konfirmasi terakhir {when}",
+        "en": "stored through seq {through} (epoch {epoch}), last ack {when}",
+    },
+    "status.unconfirmed_count": {
+        "id": "{count} data terkirim menunggu konfirmasi ({released} dilepas tanpa konfirmasi)",
+        "en": "{count} readings delivered, awaiting confirmation ({released} released unconfirmed)",
+    },
+    "status.confirm_missing": {
+        "id": "kolektor kehilangan {missing} (sedang dikirim ulang)",
+        "en": "missing at the collector: {missing} (being sent again)",
+    },
     "status.protocol_fallback": {
         "id": "(MQTT {version}: broker menolak MQTT 5; MQTT 5 dicoba lagi setiap hari)",
         "en": "(MQTT {version}: the broker refuses MQTT 5; 5 is tried again daily)",

@@ -83,6 +83,15 @@ def report(config: Config, *, now: float | None = None) -> dict[str, Any]:
         "last_disconnect_age_s": _since(now, status.last_disconnect_at),
         "in_flight": status.in_flight,
         "clock_synced": status.clock_synced,
+        "confirm": {
+            "seen": status.confirm_seen,
+            "epoch": status.confirmed_epoch,
+            "through": status.confirmed_through,
+            "missing": status.confirm_missing,
+            "last_ack_age_s": _since(now, status.last_confirm_at),
+            "unconfirmed": status.unconfirmed,
+            "released_total": status.unconfirmed_released_total,
+        },
     }
     if isinstance(backlog, Backlog):
         oldest = backlog.oldest_ts_ms
@@ -130,9 +139,39 @@ def render_text(out: dict[str, Any], lang: Lang = "en") -> str:
         if out["last_disconnect"]:
             ago = _ago(out["last_disconnect_age_s"], lang)
             row("last_disconnect", f"{ago}: {out['last_disconnect']}")
+        lines += _confirm_lines(out["confirm"], lang)
     if out["daemon"] != "running":
         lines.append("  " + text("status.next", lang))
     return "\n".join(lines)
+
+
+def _confirm_lines(confirm: dict[str, Any], lang: Lang) -> list[str]:
+    if confirm["seen"] is None:
+        return []
+    label = f"  {text('status.collector', lang):<18} "
+    if not confirm["seen"]:
+        return [label + text("status.confirm_never", lang)]
+    through = "-" if confirm["through"] is None else confirm["through"]
+    lines = [
+        label
+        + text(
+            "status.confirm_through",
+            lang,
+            through=through,
+            epoch=confirm["epoch"] or "-",
+            when=_ago(confirm["last_ack_age_s"], lang),
+        ),
+        f"  {text('status.unconfirmed', lang):<18} "
+        + text(
+            "status.unconfirmed_count",
+            lang,
+            count=confirm["unconfirmed"],
+            released=confirm["released_total"],
+        ),
+    ]
+    if confirm["missing"]:
+        lines.append(label + text("status.confirm_missing", lang, missing=confirm["missing"]))
+    return lines
 
 
 def run_status(config: Config, *, as_json: bool, lang: Lang = "en") -> int:

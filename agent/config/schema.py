@@ -287,6 +287,18 @@ class BufferConfig:
         default=20.0,
         metadata=meta("stop writing before the disk has less free than this", _at_least(0)),
     )
+    unconfirmed_max_readings: int = field(
+        default=20_000,
+        metadata=meta(
+            "readings the broker acknowledged, kept until the collector confirms them; the "
+            "oldest beyond this are released (and counted)",
+            _positive,
+        ),
+    )
+    unconfirmed_max_days: float = field(
+        default=7.0,
+        metadata=meta("delivered readings still unconfirmed after this are released", _positive),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

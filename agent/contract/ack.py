@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from agent.contract.fields import PayloadError
+
 ACK_VERSION = 1
 MAX_EPOCHS = 3
 MAX_RANGES = 32
@@ -27,8 +29,8 @@ MAX_PAYLOAD_BYTES = 16_384
 _MAX_SEQ = 2**63 - 1
 
 
-class AckError(ValueError):
-    """The payload is not a valid ack of a known version."""
+class AckError(PayloadError):
+    """The payload is not a valid ack of a known version: one of the contract's payload errors."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +44,10 @@ class EpochAck:
 class Ack:
     ts_ms: int
     epochs: tuple[EpochAck, ...]
+
+    def for_epoch(self, epoch: str) -> EpochAck | None:
+        """The confirmation of one seq series, or None if the collector says nothing of it."""
+        return next((item for item in self.epochs if item.epoch == epoch), None)
 
 
 def encode_ack(ack: Ack) -> bytes:

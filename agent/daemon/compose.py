@@ -155,14 +155,15 @@ def open_buffer(
     now: float,
     free_bytes: FreeBytes = disk_free_bytes,
     ran_before: bool = False,
+    wall: Callable[[], float] = time.time,
 ) -> tuple[Buffer, list[Sample]]:
     """Open the site's buffer. A damaged file is moved aside (kept for a technician), what it
     still holds salvaged into a fresh one, and an event reading counts what was recovered and
     lost; the agent never crash-loops on it. Raise Unwritable when the disk refuses the writes
     this needs: the caller holds rounds in memory and calls again later."""
     path = buffer_path(config.state_dir)
-    # seq must never be reused, or the collector's (site, seq) dedupe would drop new readings as
-    # repeats: the status file witnesses the last seq given, from outside the buffer's files.
+    # seq must never be reused within an epoch: the status file witnesses the last seq given,
+    # from outside the buffer's files.
     status = StatusRecord.read(status_path(config.state_dir, config.status_dir))
     mine = status is not None and status.site == config.site_id
     witness = Witness(
@@ -175,6 +176,9 @@ def open_buffer(
         max_readings=config.buffer.max_readings,
         min_free_bytes=int(config.buffer.min_free_mb * 1024 * 1024),
         free_bytes=free_bytes,
+        unconfirmed_max_readings=config.buffer.unconfirmed_max_readings,
+        unconfirmed_max_days=config.buffer.unconfirmed_max_days,
+        wall=wall,
     )
     buffer, moved = open_checked(path, settings, witness=witness, now=now)
     if moved is None:
@@ -219,6 +223,7 @@ def build_link(config: Config, *, wall: Callable[[], float] = time.time) -> Mqtt
         ),
         splay_s=splay_fraction(config.site_id) * config.broker.splay_s,
         memory=ProtocolMemory(config.state_dir, wall=wall),
+        ack_topic=topic(prefix, config.site_id, "ack"),
     )
 
 
@@ -298,6 +303,7 @@ def start_agent(
             now=sources.clock.wall(),
             free_bytes=sources.free_bytes,
             ran_before=marker is not None,
+            wall=sources.clock.wall,
         )
 
     status = StatusRecord.read(status_path(config.state_dir, config.status_dir))

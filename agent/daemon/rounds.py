@@ -27,7 +27,13 @@ from agent.daemon.state import StatusRecord
 from agent.files import status_path
 from agent.probes.base import Probe
 from agent.probes.uptime import BackhaulTracker
-from agent.publish.link import Acked, Connected, ConnectFailed, Disconnected, LinkEvent
+from agent.publish.link import (
+    Acked,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    LinkEvent,
+)
 from agent.publish.outbox import Link, Outbox
 from agent.reading import Sample, Stamp
 
@@ -161,6 +167,11 @@ class Agent:
                 value=self.dropped_total(stats),
             ),
             Sample(metric="publisher.rejected_total", value=self.outbox.stats.rejected_total),
+            Sample(metric="buffer.unconfirmed_readings", value=stats.unconfirmed),
+            Sample(
+                metric="buffer.unconfirmed_released_total",
+                value=stats.unconfirmed_released_total,
+            ),
         ]
         self._pending.append((stamp, samples))
         appended = self._flush_pending()
@@ -292,7 +303,8 @@ class Agent:
             self.outbox.handle(event, mono=self._clock.monotonic(), wall=self._clock.wall())
             self._log_link_event(event)
             if not isinstance(event, Acked):
-                # The status file follows the broker state at once, not only at the next round.
+                # The status file follows the broker state and the collector's confirmation at
+                # once, not only at the next round.
                 self.write_status()
             handled += 1
             event = self._link.next_event(0)
@@ -340,13 +352,14 @@ class Agent:
             log.warning(
                 "broker_disconnected", reason=event.reason, retry_in_s=round(event.retry_in_s, 1)
             )
-        elif not event.ok:
+        elif isinstance(event, Acked) and not event.ok:
             log.error("broker_rejected_message", reason=event.reason, mid=event.mid)
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> StatusRecord:
         stats = self.buffer.stats()
         sent = self.outbox.stats
+        confirm = sent.confirm
         return StatusRecord(
             site=self.site,
             version=__version__,
@@ -374,6 +387,15 @@ class Agent:
             readings_acked=sent.readings_acked,
             in_flight=self.outbox.in_flight,
             clock_synced=self._synced,
+            confirm_seen=self.buffer.unconfirmed.active,
+            confirmed_epoch=confirm.epoch if confirm else None,
+            confirmed_through=confirm.through if confirm else None,
+            confirm_missing=", ".join(f"{lo}-{hi}" for lo, hi in confirm.missing)
+            if confirm
+            else "",
+            last_confirm_at=sent.confirm_at,
+            unconfirmed=stats.unconfirmed,
+            unconfirmed_released_total=stats.unconfirmed_released_total,
         )
 
     def backlog(self, stats: BufferStats | None = None) -> int:

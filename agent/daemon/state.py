@@ -48,6 +48,15 @@ class StatusRecord:
     readings_acked: int = 0
     in_flight: int = 0
     clock_synced: bool | None = None
+    # The collector's confirmation (agent/buffer/confirm.py). confirm_seen false: no collector
+    # ack ever seen, so readings are deleted on the broker's acknowledgement.
+    confirm_seen: bool | None = None
+    confirmed_epoch: str | None = None
+    confirmed_through: int | None = None
+    confirm_missing: str = ""  # the ranges the collector lacks: "179-334, 400-400"
+    last_confirm_at: float | None = None  # wall time its last ack arrived
+    unconfirmed: int = 0  # delivered, kept until confirmed
+    unconfirmed_released_total: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from agent.diag.base import CheckResult, CheckSpec, DiagInputs, Earlier
 from agent.diag.broker import check_broker_mqtt, check_broker_tcp, check_broker_tls
+from agent.diag.confirm import check_confirm
 from agent.diag.delivery import check_broker_publish
 from agent.diag.dhcp import check_dhcp
 from agent.diag.network import check_dns, check_latency
@@ -40,6 +41,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(name="broker_publish", run=check_broker_publish, timeout_s=4.0),
     CheckSpec(name="clock", run=check_clock, timeout_s=1.0),
     CheckSpec(name="buffer", run=check_buffer, timeout_s=2.0),
+    CheckSpec(name="confirm", run=check_confirm, timeout_s=0.5),
     CheckSpec(name="disk", run=check_disk, timeout_s=1.0),
     CheckSpec(name="power", run=check_power, timeout_s=2.0),
     CheckSpec(name="icmp", run=check_icmp, timeout_s=1.0),

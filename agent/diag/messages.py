@@ -40,6 +40,7 @@ TITLES: Mapping[str, Mapping[Lang, str]] = {
     "broker_publish": {"id": "Broker: uji kirim data", "en": "Broker: test publish"},
     "clock": {"id": "Jam sistem", "en": "System clock"},
     "buffer": {"id": "Antrean data (buffer)", "en": "Data queue (buffer)"},
+    "confirm": {"id": "Konfirmasi kolektor", "en": "Collector confirmation"},
     "disk": {"id": "Ruang disk", "en": "Disk space"},
     "power": {"id": "Daya / tegangan", "en": "Power / voltage"},
     "icmp": {"id": "Izin ICMP (ping)", "en": "ICMP permission (ping)"},
@@ -720,6 +721,53 @@ MESSAGES: Mapping[str, Mapping[Lang, tuple[str, str]]] = {
         "en": (
             "{count} of at most {max} readings: nearly full, the oldest will be dropped.",
             "Export now to USB: village-agent buffer export --out /media/usb/export.jsonl.gz",
+        ),
+    },
+    "confirm.unknown": {
+        "id": ("Belum diketahui: layanan belum melapor.", "Lihat baris Layanan."),
+        "en": ("Not known yet: the service has not reported.", "See the service line."),
+    },
+    "confirm.none": {
+        "id": (
+            "Belum pernah ada konfirmasi kolektor: data dihapus begitu broker menerimanya.",
+            "",
+        ),
+        "en": (
+            "No collector confirmation seen: readings are deleted on the broker's acknowledgement.",
+            "",
+        ),
+    },
+    "confirm.ok": {
+        "id": (
+            "Kolektor menyimpan sampai seq {through} (epoch {epoch}), ack terakhir {age_min} menit "
+            "lalu; {unconfirmed} data menunggu konfirmasi.",
+            "",
+        ),
+        "en": (
+            "The collector stored through seq {through} (epoch {epoch}), last ack {age_min} min "
+            "ago; {unconfirmed} readings await its confirmation.",
+            "",
+        ),
+    },
+    "confirm.repairing": {
+        "id": (
+            "Kolektor menyimpan sampai seq {through}; yang hilang: {missing}. Sedang dikirim ulang.",
+            "Tidak perlu tindakan; jika terus berulang, periksa broker (antrean penuh, restart).",
+        ),
+        "en": (
+            "The collector stored through seq {through}; missing: {missing}. Being sent again.",
+            "Nothing to do; if it keeps coming back, check the broker (queue limit, restarts).",
+        ),
+    },
+    "confirm.released": {
+        "id": (
+            "{released} data terkirim dilepas sebelum kolektor mengonfirmasi (batas {max} data).",
+            "Periksa apakah kolektor provinsi berjalan; data itu mungkin tidak tersimpan.",
+        ),
+        "en": (
+            "{released} delivered readings were released before the collector confirmed them "
+            "(bound {max} readings).",
+            "Check that the provincial collector runs; those readings may not be stored.",
         ),
     },
     "disk.ok": {

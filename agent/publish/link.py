@@ -70,7 +70,14 @@ class Acked:
     reason: str
 
 
-LinkEvent = Connected | ConnectFailed | Disconnected | Acked
+@dataclass(frozen=True, slots=True)
+class AckReceived:
+    """The collector's ack (agent/contract/ack.py), undecoded: the main thread decodes it."""
+
+    payload: bytes
+
+
+LinkEvent = Connected | ConnectFailed | Disconnected | Acked | AckReceived
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,10 +174,13 @@ class MqttLink:
         splay_s: float = 0.0,
         rng: random.Random | None = None,
         memory: ProtocolMemory | None = None,
+        ack_topic: str | None = None,
     ) -> None:
         """`memory` keeps what `broker.protocol: auto` learnt about the broker (default: in memory
-        only, on the real wall clock)."""
+        only, on the real wall clock). `ack_topic`: the collector's ack for this site, subscribed
+        after every connect."""
         self._broker = broker
+        self._ack_topic = ack_topic
         self._client_id = client_id
         self._will = will
         self._splay_s = splay_s
@@ -313,6 +323,10 @@ class MqttLink:
             else:
                 with self._lock:
                     self._unacked.append((time.monotonic(), info))
+            if self._ack_topic is not None:
+                # QoS 0: the retained ack arrives at once, and nothing queues for the gateway on
+                # the broker while it is offline (a metered link pays for every byte).
+                client.subscribe(self._ack_topic, qos=0)
             self._events.put(Connected(generation, choice.version, choice.why, choice.detail))
 
         def on_publish(_c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Properties) -> None:
@@ -328,9 +342,25 @@ class MqttLink:
             if flags.is_disconnect_packet_from_server:
                 self._server_disconnect = rc
 
+
+        def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+            if message.topic == self._ack_topic:
+                self._events.put(AckReceived(bytes(message.payload)))
+
+        def on_subscribe(
+            _c: mqtt.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Properties | None
+        ) -> None:
+            # Only the ack topic is subscribed. Refused (an ACL without read on it): no ack
+            # comes, and the agent keeps deleting on PUBACK, or releases what it kept.
+            refused = [str(code) for code in codes if code.is_failure]
+            if refused:
+                log.warning("ack_subscription_refused", topic=self._ack_topic, reason=refused[0])
+
         client.on_connect = on_connect
         client.on_publish = on_publish
         client.on_disconnect = on_disconnect
+        client.on_message = on_message
+        client.on_subscribe = on_subscribe
         # Without this, paho's publish() writes to the socket from the calling (main) thread while
         # our network thread writes from loop(): on a slow link a partial write of one packet gets
         # another packet spliced into it and the broker drops us for a protocol error. With a

@@ -7,7 +7,8 @@ way Telegraf's buffer has one transaction API: take the oldest batch (`pump`), t
 positive PUBACK: the rows go with the next commit) or keep it (a lost connection or a refusal: the
 rows go again, oldest first). At most `window` messages are in flight; rows acknowledged but not yet
 deleted count against the same window, so a crash resends at most a window's worth: a resend may
-duplicate, never lose.
+duplicate, never lose. Where a collector confirms what it stored, "deleted" means kept as delivered
+until its ack (agent/buffer/confirm.py); the ack arrives as a link event and is applied here too.
 """
 
 from __future__ import annotations
@@ -16,14 +17,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
+
 from agent.buffer.errors import BufferError
 from agent.buffer.store import Appended, Buffer, BufferStats
 from agent.config.schema import BrokerConfig
-from agent.publish.link import Acked, Connected, ConnectFailed, Disconnected, LinkEvent
+from agent.contract.ack import EpochAck, decode_ack
+from agent.contract.fields import PayloadError
+from agent.publish.link import (
+    Acked,
+    AckReceived,
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    LinkEvent,
+)
 from agent.reading import Reading, Sample, Stamp
 
 # (readings, the buffer's seq epoch) -> payload
 Encode = Callable[[Sequence[Reading], str], bytes]
+
+log = structlog.get_logger("agent.outbox")
 
 
 class Link(Protocol):
@@ -60,6 +74,8 @@ class OutboxStats:
     protocol_detail: str | None = None  # for a fallback: what the broker did with MQTT 5
     last_disconnect: str | None = None  # why the last connection ended, kept after a reconnect
     last_disconnect_ts: float | None = None
+    confirm_at: float | None = None  # wall time the collector's last ack arrived
+    confirm: EpochAck | None = None  # what it said of this buffer's epoch
 
 
 class Outbox:
@@ -132,7 +148,8 @@ class Outbox:
         self._deletes_refused = False
 
     def backlog(self, stats: BufferStats | None = None) -> int:
-        """Readings not yet acknowledged by the broker (give `stats` if already read)."""
+        """Readings not yet acknowledged by the broker, or sent again at the collector's request
+        (give `stats` if already read)."""
         if not self._acked:
             return self.buffer.count
         # A row in flight may have been dropped by the bound before its ack came: not in the file.
@@ -176,6 +193,35 @@ class Outbox:
         elif isinstance(event, ConnectFailed):
             self.stats.broker_state = "refused" if event.refused else "unreachable"
             self.stats.last_error = event.reason
+        elif isinstance(event, AckReceived):
+            self._confirmed(event.payload, wall=wall)
+
+    def _confirmed(self, payload: bytes, *, wall: float) -> None:
+        """Apply the collector's ack in one commit. A malformed one is logged and ignored; one
+        the buffer cannot take (read-only card) is logged and comes again with the next connect."""
+        try:
+            ack = decode_ack(payload)
+        except PayloadError as err:
+            log.warning("collector_ack_malformed", error=str(err), size=len(payload))
+            return
+        try:
+            applied = self.buffer.apply_ack(ack)
+        except BufferError as err:
+            log.warning("collector_ack_not_applied", error=str(err))
+            return
+        self.stats.confirm_at = wall
+        self.stats.confirm = ack.for_epoch(self.buffer.epoch)
+        if applied.confirmed or applied.restored:
+            log.info(
+                "collector_ack_applied",
+                confirmed=applied.confirmed,
+                resend=applied.restored,
+                unconfirmed=self.buffer.unconfirmed.count,
+            )
+        if applied.restored:
+            # Readings the collector lacks are back among the unsent, older than the cursor:
+            # start again from the oldest. Flights in the air go again too (a window at most).
+            self._void()
 
     def _void(self) -> None:
         """Forget every flight: their rows are still in the buffer and go again from the oldest."""

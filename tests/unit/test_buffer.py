@@ -14,6 +14,7 @@ import pytest
 from agent.buffer.damage import Quarantined, Settings, Witness, open_checked
 from agent.buffer.errors import BufferError, CorruptBuffer, DiskFull
 from agent.buffer.recovery import last_seq_of, quarantine
+from agent.buffer.rows import SCHEMA_VERSION
 from agent.buffer.store import Buffer
 from agent.reading import Sample, Stamp
 
@@ -311,7 +312,7 @@ def test_a_schema_1_file_is_converted_with_every_reading_and_its_seq(tmp_path: P
     conn = sqlite3.connect(path)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "readings" not in tables
-    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == 2
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == SCHEMA_VERSION
     conn.close()
     assert last_seq_of(path) == 13
 
@@ -320,7 +321,7 @@ def test_a_file_from_a_newer_agent_is_refused_untouched(tmp_path: Path) -> None:
     """Going back to an older agent must not reinterpret a layout it does not know."""
     path = tmp_path / "b.sqlite"
     _open(path).close()
-    _tamper(path, "UPDATE meta SET value = 3 WHERE key = 'schema'")
+    _tamper(path, "UPDATE meta SET value = 99 WHERE key = 'schema'")
     with pytest.raises(BufferError, match="newer village-agent"):
         _open(path)
 
