@@ -360,7 +360,6 @@ class Buffer:
         self._count += applied.restored
         return applied
 
-
     def oldest(self, *, after_seq: int = 0, limit: int) -> list[Reading]:
         """The oldest readings with seq > after_seq, at most `limit` of them, in seq order."""
         out: list[Reading] = []

@@ -342,7 +342,6 @@ class MqttLink:
             if flags.is_disconnect_packet_from_server:
                 self._server_disconnect = rc
 
-
         def on_message(_c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
             if message.topic == self._ack_topic:
                 self._events.put(AckReceived(bytes(message.payload)))

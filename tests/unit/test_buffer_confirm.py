@@ -43,9 +43,16 @@ def _fill(buffer: Buffer, rounds: int, per_round: int = 10) -> None:
 
 
 def _ack(
-    through: int, missing: tuple[tuple[int, int], ...] = (), *, ts: int = 1, epoch: str = ""
+    buffer: Buffer,
+    through: int,
+    missing: tuple[tuple[int, int], ...] = (),
+    *,
+    ts: int = 1,
+    epoch: str | None = None,
 ) -> Ack:
-    return Ack(ts_ms=ts, epochs=(EpochAck(epoch=epoch, through=through, missing=missing),))
+    """The collector's ack of `buffer`'s own epoch unless another is named."""
+    named = buffer.epoch if epoch is None else epoch
+    return Ack(ts_ms=ts, epochs=(EpochAck(epoch=named, through=through, missing=missing),))
 
 
 def _unsent(buffer: Buffer) -> list[int]:
@@ -65,7 +72,7 @@ def test_after_an_ack_acknowledged_rows_are_kept_delivered_across_a_restart(tmp_
     path = tmp_path / "b.sqlite"
     buffer = _open(path)
     _fill(buffer, 3)
-    buffer.apply_ack(_ack(0))
+    buffer.apply_ack(_ack(buffer, 0))
     assert buffer.delete(range(1, 16)) == 15
     assert (buffer.count, buffer.stats().unconfirmed) == (15, 15)
     assert _unsent(buffer) == list(range(16, 31))
@@ -85,9 +92,9 @@ def test_a_covering_ack_deletes_the_delivered_rows(tmp_path: Path) -> None:
     """through covers everything delivered: nothing is left unconfirmed."""
     buffer = _open(tmp_path / "b.sqlite")
     _fill(buffer, 3)
-    buffer.apply_ack(_ack(0, ts=1))
+    buffer.apply_ack(_ack(buffer, 0, ts=1))
     buffer.delete(range(1, 26))
-    applied = buffer.apply_ack(_ack(25, ts=2))
+    applied = buffer.apply_ack(_ack(buffer, 25, ts=2))
     assert (applied.confirmed, applied.restored, buffer.stats().unconfirmed) == (25, 0, 0)
     assert buffer.count == 5
 
@@ -98,9 +105,9 @@ def test_missing_ranges_go_back_to_the_unsent_in_seq_order(tmp_path: Path) -> No
     collector says nothing, so it stays delivered."""
     buffer = _open(tmp_path / "b.sqlite")
     _fill(buffer, 5)
-    buffer.apply_ack(_ack(0, ts=1))
+    buffer.apply_ack(_ack(buffer, 0, ts=1))
     buffer.delete(range(1, 46))
-    applied = buffer.apply_ack(_ack(3, ((7, 12), (20, 20)), ts=2))
+    applied = buffer.apply_ack(_ack(buffer, 3, ((7, 12), (20, 20)), ts=2))
     assert applied.restored == 7
     assert applied.confirmed == 3 + 3 + 7  # 1-3, 4-6, 13-19; not 21 and above
     assert _unsent(buffer) == [*range(7, 13), 20, *range(46, 51)]
@@ -108,7 +115,7 @@ def test_missing_ranges_go_back_to_the_unsent_in_seq_order(tmp_path: Path) -> No
     # The ranges sent again are delivered again; a later ack covers them.
     buffer.delete([*range(7, 13), 20])
     assert _unsent(buffer) == list(range(46, 51))
-    buffer.apply_ack(_ack(45, ts=3))
+    buffer.apply_ack(_ack(buffer, 45, ts=3))
     assert buffer.stats().unconfirmed == 0
 
 
@@ -117,13 +124,13 @@ def test_an_ack_for_another_epoch_or_seen_again_changes_nothing(tmp_path: Path) 
     comes again on every connect must not send a repaired range once more."""
     buffer = _open(tmp_path / "b.sqlite")
     _fill(buffer, 2)
-    buffer.apply_ack(_ack(0, ts=1))
+    buffer.apply_ack(_ack(buffer, 0, ts=1))
     buffer.delete(range(1, 21))
-    assert not buffer.apply_ack(_ack(20, ts=2, epoch="other")).matched
+    assert not buffer.apply_ack(_ack(buffer, 20, ts=2, epoch="other")).matched
     assert buffer.stats().unconfirmed == 20
-    assert buffer.apply_ack(_ack(0, ((5, 6),), ts=3)).restored == 2
+    assert buffer.apply_ack(_ack(buffer, 0, ((5, 6),), ts=3)).restored == 2
     buffer.delete([5, 6])
-    assert buffer.apply_ack(_ack(0, ((5, 6),), ts=3)).restored == 0
+    assert buffer.apply_ack(_ack(buffer, 0, ((5, 6),), ts=3)).restored == 0
     assert _unsent(buffer) == []
 
 
@@ -131,15 +138,15 @@ def test_the_bound_in_readings_releases_the_oldest_and_counts_them(tmp_path: Pat
     """Beyond unconfirmed_max_readings the oldest delivered go, counted; unsent ones never."""
     buffer = _open(tmp_path / "b.sqlite", unconfirmed_max=25)
     _fill(buffer, 5)
-    buffer.apply_ack(_ack(0))
+    buffer.apply_ack(_ack(buffer, 0))
     buffer.delete(range(1, 31))
     buffer.delete(range(31, 38))
     stats = buffer.stats()
     assert (stats.unconfirmed, stats.unconfirmed_released_total) == (25, 12)
     assert (buffer.count, stats.dropped_total) == (13, 0)
     # The oldest went: a missing range over them finds nothing to send again.
-    assert buffer.apply_ack(_ack(0, ((1, 12),), ts=2)).restored == 0
-    assert buffer.apply_ack(_ack(0, ((13, 13),), ts=3)).restored == 1
+    assert buffer.apply_ack(_ack(buffer, 0, ((1, 12),), ts=2)).restored == 0
+    assert buffer.apply_ack(_ack(buffer, 0, ((13, 13),), ts=3)).restored == 1
 
 
 def test_the_bound_in_days_releases_what_waited_too_long(tmp_path: Path) -> None:
@@ -147,7 +154,7 @@ def test_the_bound_in_days_releases_what_waited_too_long(tmp_path: Path) -> None
     wall = Wall()
     buffer = _open(tmp_path / "b.sqlite", wall)
     _fill(buffer, 3)
-    buffer.apply_ack(_ack(0))
+    buffer.apply_ack(_ack(buffer, 0))
     buffer.delete(range(1, 11))
     wall.now += 8 * DAY_S
     buffer.delete(range(11, 21))
@@ -168,7 +175,7 @@ def test_a_schema_2_file_gains_the_delivered_table_in_place(tmp_path: Path) -> N
     conn.close()
     again = _open(path)
     assert again.count == 20
-    again.apply_ack(_ack(0))
+    again.apply_ack(_ack(again, 0))
     again.delete(range(1, 6))
     assert again.stats().unconfirmed == 5
     again.close()
@@ -182,7 +189,7 @@ def test_random_deliveries_and_acks_agree_with_a_plain_model(tmp_path: Path) -> 
     confirmed exactly once, and the unsent come back in strictly increasing seq order."""
     rng = random.Random(18)
     buffer = _open(tmp_path / "b.sqlite", unconfirmed_max=100_000)
-    buffer.apply_ack(_ack(0, ts=0))
+    buffer.apply_ack(_ack(buffer, 0, ts=0))
     unsent: set[int] = set()
     delivered: set[int] = set()
     last = 0
@@ -208,7 +215,7 @@ def test_random_deliveries_and_acks_agree_with_a_plain_model(tmp_path: Path) -> 
                 b = a + rng.randint(0, 5)
                 missing.append((a, b))
                 at = b + 1
-            buffer.apply_ack(_ack(through, tuple(missing), ts=step + 1))
+            buffer.apply_ack(_ack(buffer, through, tuple(missing), ts=step + 1))
             top = max([through, *(b for _, b in missing)])
             gaps = {s for a, b in missing for s in range(a, b + 1)}
             back = delivered & gaps
@@ -234,7 +241,7 @@ def test_a_nearly_full_disk_releases_the_delivered_first(tmp_path: Path) -> None
         free_bytes=lambda _path: free[0],
     )
     _fill(buffer, 3)
-    buffer.apply_ack(_ack(0))
+    buffer.apply_ack(_ack(buffer, 0))
     buffer.delete(range(1, 11))
     assert buffer.stats().unconfirmed == 10
     free[0] = 10

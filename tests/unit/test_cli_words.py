@@ -60,7 +60,7 @@ def test_indonesian_texts_are_translated_not_copied() -> None:
         and re.search(r"[a-z]{4,}", re.sub(r"{\w+[^}]*}", "", texts["en"]))
     ]
     # "broker", and the command names that prefix an error from elsewhere.
-    assert same == ["buffer.export_failed", "buffer.bad_export", "status.broker"]
+    assert same == ["buffer.export_failed", "buffer.import_failed", "status.broker"]
 
 
 def test_version_flag_and_command_print_the_version() -> None:
