@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 
 from agent.config.convert import convert, shown
+from agent.config.pem import PEM_HEAD_BYTES, is_encrypted_pem
 from agent.config.schema import BrokerConfig, Config
 from agent.lowmem import sha256_digest
-from agent.publish.tls import PEM_HEAD_BYTES, is_encrypted_pem
 
 # A real config is a few kilobytes; this keeps a wrong path (a log, a disk image) from being read whole.
 CONFIG_MAX_BYTES = 1_000_000

@@ -13,18 +13,9 @@ from pathlib import Path
 
 from agent.config.schema import BrokerConfig
 
-# Enough of a PEM file to see its first block's type and headers.
-PEM_HEAD_BYTES = 4096
-
 
 class EncryptedKey(OSError):
     """The client key needs a passphrase: a service has no one to type it."""
-
-
-def is_encrypted_pem(head: bytes) -> bool:
-    """Whether a PEM key (its first bytes) is protected by a passphrase: PKCS#8's ENCRYPTED PRIVATE
-    KEY block, or the traditional `Proc-Type: 4,ENCRYPTED` header."""
-    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in head or b"Proc-Type: 4,ENCRYPTED" in head
 
 
 def _no_passphrase() -> str:
