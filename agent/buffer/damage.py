@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.buffer.errors import CorruptBuffer, Unwritable
-from agent.buffer.recovery import connect, last_seq_of, quarantine
+from agent.buffer.recovery import connect, epoch_of, last_seq_of, quarantine
 from agent.buffer.salvage import salvage
 from agent.buffer.store import Buffer, FreeBytes, disk_free_bytes
 
@@ -26,6 +26,7 @@ class Witness:
     """What was known of the buffer from outside the file before this start (the status file)."""
 
     last_seq: int = 0
+    epoch: str = ""  # the series last_seq belongs to ("" not known)
     backlog: int | None = None  # readings unacknowledged then: the newest ones
     ran_before: bool = False  # the agent has run in this state directory (its run marker)
 
@@ -72,6 +73,9 @@ def open_checked(
     file cannot be used for another reason (a newer agent's, another site's)."""
     existed = path.exists()
     empty = existed and path.stat().st_size == 0
+    # Read before opening: a file whose -wal was lost may hold no epoch, and opening claims it
+    # with a new one, while its salvaged seqs (and the next) belong to the witness's series.
+    series = (epoch_of(path) if existed and not empty else "") or witness.epoch
     reason: str | None = None
     if empty and witness.ran_before:
         # SQLite takes a 0-byte file for a new, empty database; but the agent ran here before.
@@ -92,7 +96,9 @@ def open_checked(
                 f"{path} knows seqs up to {known}, but {witness.last_seq} were committed: its "
                 "-wal file was lost or damaged, or the file was replaced"
             )
-    return _recover(path, settings, witness=witness, now=now, reason=reason, existed=existed)
+    return _recover(
+        path, settings, witness=witness, now=now, reason=reason, existed=existed, epoch=series
+    )
 
 
 def _open(path: Path, settings: Settings) -> Buffer:
@@ -109,8 +115,17 @@ def _open(path: Path, settings: Settings) -> Buffer:
 
 
 def _recover(
-    path: Path, settings: Settings, *, witness: Witness, now: float, reason: str, existed: bool
+    path: Path,
+    settings: Settings,
+    *,
+    witness: Witness,
+    now: float,
+    reason: str,
+    existed: bool,
+    epoch: str,
 ) -> tuple[Buffer, Quarantined]:
+    """Quarantine, salvage, and open a fresh file that numbers on in the series `epoch` ("": a
+    new one)."""
     try:
         moved = quarantine(path, now) if existed else None
     except OSError as err:
@@ -135,7 +150,7 @@ def _recover(
     lost += witness.lost_after(file_last)
     seed = max(file_last, witness.last_seq)
     buffer = _open(path, settings)
-    buffer.continue_seq_after(seed)
+    buffer.continue_seq_after(seed, epoch=epoch)
     return buffer, Quarantined(
         reason=reason, moved_to=moved, recovered=recovered, lost=lost, last_seq=seed
     )
@@ -150,10 +165,10 @@ def _put_back(moved: Path, path: Path) -> None:
             source.rename(Path(f"{path}{suffix}"))
 
 
-def stand_in(site: str, *, last_seq: int) -> Buffer:
+def stand_in(site: str, *, last_seq: int, epoch: str = "") -> Buffer:
     """An empty buffer in memory for while the real one cannot be opened (the disk refuses it, or
     it waits to be quarantined): reads find nothing to send, and nobody appends to it (the agent
     holds the rounds itself). It knows the last seq, so the status file keeps witnessing it."""
     buffer = Buffer.open(Path(":memory:"), site=site, max_readings=1)
-    buffer.continue_seq_after(last_seq)
+    buffer.continue_seq_after(last_seq, epoch=epoch)
     return buffer

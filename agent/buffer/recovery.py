@@ -167,6 +167,21 @@ def convert_schema_1(conn: sqlite3.Connection, path: Path) -> None:
         raise
 
 
+def epoch_of(path: Path) -> str:
+    """The seq series a (possibly damaged) buffer file names in its meta, or "" if unreadable."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return ""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+    except sqlite3.Error:
+        return ""
+    finally:
+        conn.close()
+    return row[0] if row and isinstance(row[0], str) else ""
+
+
 def last_seq_of(path: Path) -> int:
     """The highest seq a (possibly damaged) buffer file recorded, or 0 if it cannot be read."""
     found = 0

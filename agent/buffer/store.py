@@ -396,12 +396,18 @@ class Buffer:
         self._stored_last_seq = stored
         return gone
 
-    def continue_seq_after(self, seq: int) -> None:
-        """Make the next seq at least seq + 1 (a fresh file replacing a damaged one)."""
+    def continue_seq_after(self, seq: int, *, epoch: str = "") -> None:
+        """Make the next seq at least seq + 1 (a fresh file replacing a damaged one), in the
+        series `epoch` when the old file's series is known (its salvaged rounds keep their names),
+        else in this file's own."""
         last = max(seq, self._last_seq)
         with self._tx():
             self._conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last,))
+            if epoch:
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (epoch,))
         self._last_seq = self._stored_last_seq = last
+        if epoch:
+            self._epoch = epoch
 
     def add_dropped(self, count: int) -> None:
         """Record readings lost outside the file (kept in memory while it could not be written)."""

@@ -168,6 +168,7 @@ def open_buffer(
     mine = status is not None and status.site == config.site_id
     witness = Witness(
         last_seq=status.last_seq if status and mine else 0,
+        epoch=status.epoch if status and mine else "",
         backlog=status.backlog if status and mine else None,
         ran_before=ran_before,
     )
@@ -312,8 +313,10 @@ def start_agent(
         buffer, start_samples = reopen()
     except Unwritable as err:
         log.error("buffer_not_opened", error=str(err), message="readings wait in memory")
-        last_seq = status.last_seq if status else 0
-        buffer, start_samples, late = stand_in(config.site_id, last_seq=last_seq), [], reopen
+        mine = status is not None and status.site == config.site_id
+        last_seq, epoch = (status.last_seq, status.epoch) if status and mine else (0, "")
+        standing = stand_in(config.site_id, last_seq=last_seq, epoch=epoch)
+        buffer, start_samples, late = standing, [], reopen
     held = take_held_lost(config.state_dir, status)
     if held:
         # A loss is never silent: the readings the last run held in memory and could not write.

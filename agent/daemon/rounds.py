@@ -216,9 +216,9 @@ class Agent:
         if not isinstance(err, CorruptBuffer) or self._opener is None or self._reopen is not None:
             return
         log.error("buffer_damaged_while_running", error=str(err))
-        last_seq = self.buffer.stats().last_seq
+        last_seq, epoch = self.buffer.stats().last_seq, self.buffer.epoch
         self.buffer.close()
-        self.buffer = self.outbox.buffer = stand_in(self.site, last_seq=last_seq)
+        self.buffer = self.outbox.buffer = stand_in(self.site, last_seq=last_seq, epoch=epoch)
         self._reopen = self._opener
 
     def _open_late(self) -> bool:
@@ -379,6 +379,7 @@ class Agent:
             last_disconnect_at=sent.last_disconnect_ts,
             backlog=self.backlog(stats),
             last_seq=stats.last_seq,
+            epoch=self.buffer.epoch,
             oldest_unsent_ts_ms=stats.oldest_ts_ms,
             dropped_total=self.dropped_total(stats),
             pending_in_memory=sum(len(samples) for _, samples in self._pending),

@@ -40,6 +40,7 @@ class StatusRecord:
     last_disconnect_at: float | None = None
     backlog: int | None = None
     last_seq: int = 0
+    epoch: str = ""  # the buffer's seq series that last_seq counts in
     oldest_unsent_ts_ms: int | None = None
     dropped_total: int | None = None
     pending_in_memory: int = 0  # readings held while the buffer refuses writes: lost if it stops

@@ -539,6 +539,42 @@ def test_one_bad_round_loses_only_that_round(tmp_path: Path) -> None:
     assert buffer.append(_stamp(), _samples(1)).first_seq == 16
 
 
+def test_a_salvaged_file_numbers_on_in_the_damaged_files_series(tmp_path: Path) -> None:
+    """The salvaged rounds keep their seqs, so the fresh file keeps their epoch: a collector
+    keyed on (site, epoch, seq) takes them as the readings they are, not as new ones."""
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path)
+    for _ in range(3):
+        buffer.append(_stamp(), _samples(5))
+    epoch = buffer.epoch
+    buffer.close()
+    _tamper(path, "UPDATE rounds SET body = x'789c0102' WHERE first_seq = 6")
+    witness = Witness(last_seq=15, epoch="other", backlog=15, ran_before=True)
+    buffer, moved = _open_checked(path, witness)
+    assert moved is not None
+    assert buffer.epoch == epoch
+    buffer.close()
+    buffer = _open(path)  # and it stays so in the file
+    assert (buffer.epoch, buffer.append(_stamp(), _samples(1)).first_seq) == (epoch, 16)
+
+
+def test_a_file_beyond_reading_numbers_on_in_the_witnessed_series(tmp_path: Path) -> None:
+    """Nothing of the file reads, but the status file names the series and its last seq: the
+    fresh file continues it; with no witness of the series a new one starts."""
+    path = tmp_path / "b.sqlite"
+    path.write_bytes(b"this is not sqlite" * 500)
+    witness = Witness(last_seq=40, epoch="0123456789abcdef", backlog=7, ran_before=True)
+    buffer, moved = _open_checked(path, witness)
+    assert moved is not None
+    assert (buffer.epoch, buffer.append(_stamp(), _samples(1)).first_seq) == (witness.epoch, 41)
+    buffer.close()
+    other = tmp_path / "c.sqlite"
+    other.write_bytes(b"this is not sqlite" * 500)
+    buffer, _ = _open_checked(other, Witness(last_seq=40, backlog=7, ran_before=True))
+    assert buffer.epoch not in ("", witness.epoch)
+    buffer.close()
+
+
 def test_a_file_that_is_not_a_database_is_moved_aside_whole(tmp_path: Path) -> None:
     """Nothing reads: nothing recovered, the file kept byte for byte for a technician."""
     path = tmp_path / "b.sqlite"
