@@ -26,7 +26,13 @@ from agent.daemon.rounds import Agent
 from agent.files import buffer_path
 from agent.publish.link import MqttLink
 from simulator.virtual.collector import Collector
-from tests.support.agent_proc import AgentProcess, buffer_state, wait_until, write_config
+from tests.support.agent_proc import (
+    AgentProcess,
+    buffer_epoch,
+    buffer_state,
+    wait_until,
+    write_config,
+)
 from tests.support.faults import tally
 from tests.support.mqtt_broker import Broker
 
@@ -35,10 +41,16 @@ PREFIX = "desa/test"
 
 
 def publish_ack(
-    broker: Broker, through: int, missing: tuple[tuple[int, int], ...] = (), *, ts: int
+    broker: Broker,
+    through: int,
+    missing: tuple[tuple[int, int], ...] = (),
+    *,
+    ts: int,
+    epoch: str = "not-yet-known",
 ) -> None:
-    """Publish the collector's ack for the site, retained, as the collector does."""
-    ack = Ack(ts_ms=ts, epochs=(EpochAck(epoch="", through=through, missing=missing),))
+    """Publish the collector's ack for the site's buffer `epoch`, retained, as the collector does.
+    An ack for another epoch still tells the agent that a collector confirms."""
+    ack = Ack(ts_ms=ts, epochs=(EpochAck(epoch=epoch, through=through, missing=missing),))
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -125,7 +137,7 @@ def test_a_covering_ack_confirms_everything(site: Site, broker: Broker) -> None:
     site.rounds(10)
     last = site.deliver_all()
     assert site.buffer.stats().unconfirmed == last
-    publish_ack(broker, last, ts=2)
+    publish_ack(broker, last, ts=2, epoch=site.buffer.epoch)
     site.serve_until(lambda: site.buffer.stats().unconfirmed == 0)
     status = site.agent.status()
     assert (status.confirmed_through, status.unconfirmed, status.confirm_missing) == (last, 0, "")
@@ -141,21 +153,21 @@ def test_a_missing_range_is_sent_again_and_only_that(site: Site, broker: Broker)
         last = site.deliver_all()
         assert collector.wait_for(SITE, range(1, last + 1), 10)
         gap = (7, 29)
-        publish_ack(broker, 3, (gap,), ts=2)
+        publish_ack(broker, 3, (gap,), ts=2, epoch=site.buffer.epoch)
         site.serve_until(lambda: site.agent.status().confirm_missing == "7-29")
 
         def resent() -> bool:
-            copies = collector.sites[SITE].copies
+            copies = collector.sites[SITE].series().copies
             return all(copies[s] == 2 for s in range(gap[0], gap[1] + 1))
 
         site.serve_until(resent)
         site.deliver_all()
-        copies = dict(collector.sites[SITE].copies)
+        copies = dict(collector.sites[SITE].series().copies)
         twice = {s for s, n in copies.items() if n > 1}
         assert twice == set(range(gap[0], gap[1] + 1))
         # 1-3 and 4-6 were confirmed; 30 and above wait for the collector's word.
         assert site.buffer.stats().unconfirmed == last - 6
-        publish_ack(broker, last, ts=3)
+        publish_ack(broker, last, ts=3, epoch=site.buffer.epoch)
         site.serve_until(lambda: site.buffer.stats().unconfirmed == 0)
 
 
@@ -209,7 +221,7 @@ def test_kill_9_between_puback_and_ack_loses_nothing(tmp_path: Path, broker: Bro
     assert set(range(1, 41)) <= kept
     with Collector(broker.url(), PREFIX) as collector, AgentProcess(config) as again:
         again.wait_status("confirm_seen", lambda seen: seen is True)
-        publish_ack(broker, 4, ((5, 24),), ts=2)
+        publish_ack(broker, 4, ((5, 24),), ts=2, epoch=buffer_epoch(again.state_dir))
         assert collector.wait_for(SITE, range(5, 25), 15), again.log()
         again.wait_status("confirmed_through", lambda through: through == 4)
         assert again.terminate() == 0
@@ -241,6 +253,7 @@ def test_readings_the_broker_acknowledged_and_lost_are_sent_again(
     config = write_config(tmp_path, broker_url=broker.url(), broker={"batch_max_readings": 20})
     with Collector(broker.url(), PREFIX) as collector, AgentProcess(config) as agent:
         agent.wait_status("confirm_seen", lambda seen: seen is True)
+        epoch = buffer_epoch(agent.state_dir)
         wait_until(lambda: len(collector.seqs(SITE)) > 20, 20, agent.log())
         collector.stop()
         away_from = agent.status()["last_seq"]
@@ -251,11 +264,11 @@ def test_readings_the_broker_acknowledged_and_lost_are_sent_again(
         through, missing = ack_of(collector.seqs(SITE))
         lost_at_broker = sum(hi - lo + 1 for lo, hi in missing)
         assert lost_at_broker >= 60, (through, missing)
-        publish_ack(broker, through, missing, ts=2)
+        publish_ack(broker, through, missing, ts=2, epoch=epoch)
         last = agent.status()["last_seq"]
         assert collector.wait_for(SITE, range(1, last + 1), 30), agent.log()[-3000:]
         through, missing = ack_of(collector.seqs(SITE))
-        publish_ack(broker, through, missing, ts=3)
+        publish_ack(broker, through, missing, ts=3, epoch=epoch)
         agent.wait_status("confirmed_through", lambda n: n == through)
         last_seq, _ = buffer_state(agent.state_dir)
         assert collector.wait_for(SITE, range(1, last_seq + 1), 30)

@@ -180,6 +180,12 @@ def buffer_state(state_dir: Path) -> tuple[int, set[int]]:
         return stats.last_seq, remaining
 
 
+def buffer_epoch(state_dir: Path) -> str:
+    """The id of the buffer's seq series, which the collector's ack must name."""
+    with BufferView.open(state_dir) as view, view.snapshot() as buffer:
+        return buffer.epoch
+
+
 def wait_until(predicate: Any, timeout_s: float, message: str = "") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
