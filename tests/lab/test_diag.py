@@ -183,7 +183,9 @@ def test_publish_check_proves_the_acl_lets_telemetry_through(
     """An ACL that allows telemetry: pass, and a contract-valid message with no readings arrives."""
     broker = broker_factory(passwords={"site": PASSWORD}, acl=ALLOW_TELEMETRY)
     secret = _password_file(tmp_path, PASSWORD)
-    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    config = _config(
+        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
+    )
     catcher, got = _catch(broker, "desa/test/test-site-01/telemetry")
     try:
         time.sleep(0.3)  # the subscription is in place before the check publishes
@@ -207,7 +209,9 @@ def test_publish_check_fails_on_an_acl_deny_with_the_reason(
     """Login accepted, telemetry denied by the ACL: MQTT 5's PUBACK says "Not authorized": FAIL."""
     broker = broker_factory(passwords={"site": PASSWORD}, acl=DENY_TELEMETRY)
     secret = _password_file(tmp_path, PASSWORD)
-    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    config = _config(
+        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
+    )
     found = _run(inputs_from_file(config), *BROKER_CHECKS, "broker_publish")
     assert found["broker_mqtt"].status == "pass"
     check = found["broker_publish"]
@@ -223,7 +227,9 @@ def test_publish_check_on_311_warns_and_shows_the_daemons_last_refusal(
     """MQTT 3.1.1 cannot carry a deny: WARN saying so, with the last refusal from the status file."""
     broker = broker_factory(passwords={"site": PASSWORD}, acl=DENY_TELEMETRY)
     secret = _password_file(tmp_path, PASSWORD)
-    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    config = _config(
+        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
+    )
     inputs = inputs_from_file(_with_protocol(config, "3.1.1"))
     assert inputs.config is not None
     refusal = "broker refused a telemetry message: Not authorized"
@@ -244,7 +250,9 @@ def test_publish_check_is_not_tried_when_the_login_failed(
     """A refused login: the publish line says it was not tried instead of failing twice."""
     broker = broker_factory(passwords={"site": "another-password"})
     secret = _password_file(tmp_path, PASSWORD)
-    config = _config(tmp_path, broker.url(), username="site", password_file=str(secret))
+    config = _config(
+        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
+    )
     found = _statuses(_run(inputs_from_file(config), *BROKER_CHECKS, "broker_publish"))
     assert found["broker_publish"] == ("warn", "broker.not_tried")
 
