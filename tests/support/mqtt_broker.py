@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -74,8 +74,11 @@ class Broker:
         tls: TlsSetup | None = None,
         passwords: Mapping[str, str] | None = None,
         acl: str | None = None,
+        extra: Sequence[str] = (),
     ) -> None:
+        """`extra` lines go into mosquitto.conf as they are (e.g. `max_queued_messages 10`)."""
         self.port: Final = port
+        self._extra = tuple(extra)
         self.workdir: Final = workdir
         self.tls: Final = tls
         self.config_path: Final = workdir / "mosquitto.conf"
@@ -272,6 +275,7 @@ class Broker:
             lines.append(f"password_file {_config_path(self.password_path)}")
         if self._has_acl:
             lines.append(f"acl_file {_config_path(self.acl_path)}")
+        lines += self._extra
         lines.append(f"listener {self.port} {self.host}")
         if self.tls is not None:
             lines += [
@@ -303,6 +307,7 @@ def start_broker(
     passwords: Mapping[str, str] | None = None,
     acl: str | None = None,
     port: int | None = None,
+    extra: Sequence[str] = (),
 ) -> Broker:
     """Write a config into `workdir` and start mosquitto on 127.0.0.1.
 
@@ -320,6 +325,7 @@ def start_broker(
             tls=tls,
             passwords=passwords,
             acl=acl,
+            extra=extra,
         )
         try:
             broker.start()
