@@ -138,6 +138,8 @@ def test_no_reading_lost_across_a_broker_restart_and_a_kill_9(
         agent.kill()
     with collector, AgentProcess(config) as agent:
         agent.wait_status("broker_state", lambda s: s == "connected", 30)
+        # MQTT 5 where the broker takes it; else 3.1.1, remembered from the first run.
+        used = (agent.status()["broker_protocol"], agent.status()["broker_protocol_why"])
         killed_at, _ = buffer_state(agent.state_dir)
         wait_until(lambda: max(collector.seqs(SITE), default=0) > killed_at, 30, agent.log())
         assert agent.terminate() == 0
@@ -146,11 +148,14 @@ def test_no_reading_lost_across_a_broker_restart_and_a_kill_9(
         report = collector.completeness(SITE, range(1, last_seq + 1))
     lost = sorted(set(report.lost) - remaining)
     print(
-        f"\ninterop {broker.name} {broker.version()} protocol={protocol.get('protocol', 'default')}:"
+        f"\ninterop {broker.name} {broker.version()} protocol={protocol.get('protocol', 'default')}"
+        f" ({used[0]}, {used[1]}):"
         f" delivered {report.delivered} lost {len(lost)} still buffered {len(remaining)}"
         f" duplicates {report.duplicates}"
     )
     assert lost == []
+    if not protocol:
+        assert used == (("5", "default") if broker.name == "mosquitto" else ("3.1.1", "remembered"))
     assert report.delivered >= last_seq - len(remaining)
     assert collector.rejected == []
     assert collector.conflicts(SITE) == []
