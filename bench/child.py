@@ -103,6 +103,13 @@ class Daemon:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def kill(self) -> None:
+        """SIGKILL, as a power cut or the OOM killer ends it: no clean-up of any kind."""
+        self.proc.kill()
+        self.proc.wait()
+        self._notify.close()
+        self._notify_path.unlink(missing_ok=True)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -3,7 +3,8 @@
 Sections: steady (RSS, CPU, start-up, bytes per reading on MQTT, wire and disk), layout (payload
 and disk-write experiments), drain, outage (72 h in virtual time), fleet, collectd, ping (accuracy
 through the namespace lab, idle and busy), ack (the downlink a site pays for the collector's
-acks). `--quick` takes about two minutes; the full run about twelve (the fleet is seven).
+acks), kills (a kill -9 loop: nothing lost, one seq series). `--quick` takes about six minutes;
+the full run about thirty (the fleet is seven, the 500 kills up to fifteen).
 """
 
 from __future__ import annotations
@@ -24,7 +25,18 @@ from bench import proc
 from bench.net import Broker
 from bench.table import SKIP, Row, render
 
-SECTIONS = ("steady", "layout", "confirm", "drain", "outage", "fleet", "collectd", "ping", "ack")
+SECTIONS = (
+    "steady",
+    "layout",
+    "confirm",
+    "drain",
+    "outage",
+    "fleet",
+    "collectd",
+    "ping",
+    "ack",
+    "kills",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             confirm,
             drain,
             fleet,
+            kills,
             layout,
             outage,
             ping_accuracy,
@@ -105,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         section("ping", lambda: ping_accuracy.measure(quick=args.quick))
         section("ack", lambda: ack_cost.measure(broker))
+        section("kills", lambda: kills.measure(broker, root / "kills", logs, quick=args.quick))
     finally:
         broker.stop()
         if not args.keep:

@@ -26,7 +26,6 @@ class Witness:
     """What was known of the buffer from outside the file before this start (the status file)."""
 
     last_seq: int = 0
-    epoch: str = ""  # the series last_seq belongs to ("" not known)
     backlog: int | None = None  # readings unacknowledged then: the newest ones
     ran_before: bool = False  # the agent has run in this state directory (its run marker)
 
@@ -73,9 +72,8 @@ def open_checked(
     file cannot be used for another reason (a newer agent's, another site's)."""
     existed = path.exists()
     empty = existed and path.stat().st_size == 0
-    # Read before opening: a file whose -wal was lost may hold no epoch, and opening claims it
-    # with a new one, while its salvaged seqs (and the next) belong to the witness's series.
-    series = (epoch_of(path) if existed and not empty else "") or witness.epoch
+    # Read before opening: opening a file that holds no epoch (its -wal lost) claims a new one.
+    series = epoch_of(path) if existed and not empty else ""
     reason: str | None = None
     if empty and witness.ran_before:
         # SQLite takes a 0-byte file for a new, empty database; but the agent ran here before.
@@ -124,8 +122,11 @@ def _recover(
     existed: bool,
     epoch: str,
 ) -> tuple[Buffer, Quarantined]:
-    """Quarantine, salvage, and open a fresh file that numbers on in the series `epoch` ("": a
-    new one)."""
+    """Quarantine, salvage, and open a fresh file. It numbers on in the damaged file's series
+    `epoch` only where that file proves the series' last seq: it names the epoch and knows at
+    least the seqs the status file saw given. Otherwise seqs it gave may have gone with the damage
+    (a lost -wal; the status file is not fsynced and may be a round behind), so a new epoch starts
+    and no seq can be given twice within one."""
     try:
         moved = quarantine(path, now) if existed else None
     except OSError as err:
@@ -149,8 +150,9 @@ def _recover(
     # What the file never got to keep (its -wal) counts from the witness.
     lost += witness.lost_after(file_last)
     seed = max(file_last, witness.last_seq)
+    proven = bool(epoch) and file_last >= witness.last_seq
     buffer = _open(path, settings)
-    buffer.continue_seq_after(seed, epoch=epoch)
+    buffer.continue_seq_after(seed, epoch=epoch if proven else "")
     return buffer, Quarantined(
         reason=reason, moved_to=moved, recovered=recovered, lost=lost, last_seq=seed
     )

@@ -168,7 +168,6 @@ def open_buffer(
     mine = status is not None and status.site == config.site_id
     witness = Witness(
         last_seq=status.last_seq if status and mine else 0,
-        epoch=status.epoch if status and mine else "",
         backlog=status.backlog if status and mine else None,
         ran_before=ran_before,
     )

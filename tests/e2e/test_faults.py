@@ -26,11 +26,13 @@ import pytest
 from agent.buffer.errors import BufferError
 from agent.buffer.readonly import BufferView
 from agent.config.load import load_config
+from agent.reading import Reading
 from simulator.virtual.collector import Collector
 from tests.support.agent_proc import AgentProcess, buffer_state, wait_until, write_config
 from tests.support.certs import Pki
 from tests.support.faults import (
     Card,
+    arrived,
     can_fail_ext4,
     can_mount,
     ext4_card,
@@ -646,6 +648,10 @@ DAMAGE = {
 }
 
 
+# Damage that leaves the file knowing its epoch and its last seq: the series goes on.
+PROVEN = ("a page of garbage", "one round's blob")
+
+
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_damaged_buffer_files_are_salvaged_counted_and_published(
     tmp_path: Path, broker: Broker, damage: str
@@ -664,26 +670,33 @@ def test_damaged_buffer_files_are_salvaged_counted_and_published(
         broker.resume()
         _quiet(collector, quiet_s=1.0)
         committed, _ = buffer_state(agent.state_dir)
+        (before_epoch,) = collector.epochs(SITE)
         delivered_before = collector.seqs(SITE)
         path = agent.state_dir / "buffer.sqlite"
         DAMAGE[damage](path)
-        with AgentProcess(config) as agent:
-            wait_until(
-                lambda: any(
-                    r.metric == "event.buffer_quarantined" for r in collector.readings(SITE)
-                ),
-                30,
-                agent.log(),
-            )
-            # Oldest first: once newer readings arrive, every salvaged one went before them.
-            wait_until(lambda: max(collector.seqs(SITE)) > committed + 100, 30, agent.log())
-            (event,) = [
-                r for r in collector.readings(SITE) if r.metric == "event.buffer_quarantined"
+
+        def quarantined() -> list[Reading]:
+            return [
+                r
+                for epoch in collector.epochs(SITE)
+                for r in collector.readings(SITE, epoch)
+                if r.metric == "event.buffer_quarantined"
             ]
+
+        with AgentProcess(config) as agent:
+            wait_until(quarantined, 30, agent.log())
+            # Oldest first: once newer readings arrive, every salvaged one went before them.
+            wait_until(lambda: max(arrived(collector, SITE)) > committed + 100, 30, agent.log())
+            (event,) = quarantined()
             # Gone for good: committed, never delivered before the damage nor salvaged after.
-            gone = frozenset(set(range(1, committed + 1)) - collector.seqs(SITE))
-            new_seqs = collector.seqs(SITE) - set(range(1, committed + 1))
-            assert min(new_seqs) > committed  # no seq given twice
+            gone = frozenset(set(range(1, committed + 1)) - arrived(collector, SITE))
+            epochs = collector.epochs(SITE)
+            # The fresh file keeps the epoch only where the damaged file proved its last seq.
+            assert len(epochs) == (1 if damage in PROVEN else 2), epochs
+            (after_epoch,) = epochs[-1:]
+            assert (after_epoch == before_epoch) == (damage in PROVEN)
+            new_seqs = collector.seqs(SITE, after_epoch) - set(range(1, committed + 1))
+            assert min(new_seqs) > committed  # no seq given twice within an epoch
             _finish(agent, collector, f"25/26 {damage}", "kill -9, then the damage", excused=gone)
     recovered, lost = int(event.tags["recovered"]), int(event.tags["lost"])
     unsent = committed - len(delivered_before)

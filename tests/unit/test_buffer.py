@@ -13,7 +13,7 @@ import pytest
 
 from agent.buffer.damage import Quarantined, Settings, Witness, open_checked
 from agent.buffer.errors import BufferError, CorruptBuffer, DiskFull
-from agent.buffer.recovery import last_seq_of, quarantine
+from agent.buffer.recovery import epoch_of, last_seq_of, quarantine
 from agent.buffer.rows import SCHEMA_VERSION
 from agent.buffer.store import Buffer
 from agent.reading import Sample, Stamp
@@ -540,8 +540,8 @@ def test_one_bad_round_loses_only_that_round(tmp_path: Path) -> None:
 
 
 def test_a_salvaged_file_numbers_on_in_the_damaged_files_series(tmp_path: Path) -> None:
-    """The salvaged rounds keep their seqs, so the fresh file keeps their epoch: a collector
-    keyed on (site, epoch, seq) takes them as the readings they are, not as new ones."""
+    """The damaged file names its epoch and knows every seq the status file saw given: the fresh
+    file keeps that epoch, so the salvaged rounds keep their identity at the collector."""
     path = tmp_path / "b.sqlite"
     buffer = _open(path)
     for _ in range(3):
@@ -549,8 +549,7 @@ def test_a_salvaged_file_numbers_on_in_the_damaged_files_series(tmp_path: Path) 
     epoch = buffer.epoch
     buffer.close()
     _tamper(path, "UPDATE rounds SET body = x'789c0102' WHERE first_seq = 6")
-    witness = Witness(last_seq=15, epoch="other", backlog=15, ran_before=True)
-    buffer, moved = _open_checked(path, witness)
+    buffer, moved = _open_checked(path, Witness(last_seq=15, backlog=15, ran_before=True))
     assert moved is not None
     assert buffer.epoch == epoch
     buffer.close()
@@ -558,20 +557,23 @@ def test_a_salvaged_file_numbers_on_in_the_damaged_files_series(tmp_path: Path) 
     assert (buffer.epoch, buffer.append(_stamp(), _samples(1)).first_seq) == (epoch, 16)
 
 
-def test_a_file_beyond_reading_numbers_on_in_the_witnessed_series(tmp_path: Path) -> None:
-    """Nothing of the file reads, but the status file names the series and its last seq: the
-    fresh file continues it; with no witness of the series a new one starts."""
-    path = tmp_path / "b.sqlite"
-    path.write_bytes(b"this is not sqlite" * 500)
-    witness = Witness(last_seq=40, epoch="0123456789abcdef", backlog=7, ran_before=True)
-    buffer, moved = _open_checked(path, witness)
+def test_a_file_that_cannot_prove_its_last_seq_starts_a_new_epoch(tmp_path: Path) -> None:
+    """The status file saw more seqs given than the damaged file knows (its -wal lost), or the
+    file does not read at all: seqs may have gone with the damage, so a new epoch starts, and
+    seq still numbers on after the highest either knew."""
+    image, witness = _crash_image(tmp_path, on_disk=3, in_wal=2)
+    Path(f"{image}-wal").unlink()
+    epoch = epoch_of(image)  # the checkpointed file still names it
+    assert epoch
+    buffer, moved = _open_checked(image, witness)
     assert moved is not None
-    assert (buffer.epoch, buffer.append(_stamp(), _samples(1)).first_seq) == (witness.epoch, 41)
+    assert buffer.epoch not in ("", epoch)
+    assert buffer.append(_stamp(), _samples(1)).first_seq == witness.last_seq + 1
     buffer.close()
     other = tmp_path / "c.sqlite"
     other.write_bytes(b"this is not sqlite" * 500)
     buffer, _ = _open_checked(other, Witness(last_seq=40, backlog=7, ran_before=True))
-    assert buffer.epoch not in ("", witness.epoch)
+    assert buffer.epoch != "" and buffer.append(_stamp(), _samples(1)).first_seq == 41
     buffer.close()
 
 
@@ -598,3 +600,54 @@ def test_two_quarantines_at_the_same_wall_time_keep_both_files(tmp_path: Path) -
     assert first != second
     assert first.read_bytes() == b"first" and second.read_bytes() == b"second"
     assert Path(f"{first}-wal").read_bytes() == b"first wal"
+
+
+def _damage(image: Path, kind: str, rng: random.Random) -> None:
+    wal = Path(f"{image}-wal")
+    if kind == "wal deleted":
+        wal.unlink(missing_ok=True)
+    elif kind == "wal cut" and wal.exists():
+        wal.write_bytes(wal.read_bytes()[: rng.randrange(wal.stat().st_size + 1)])
+    elif kind == "wal garbage" and wal.exists() and wal.stat().st_size > 64:
+        data = bytearray(wal.read_bytes())
+        at = rng.randrange(32, len(data) - 32)
+        data[at : at + 512] = rng.randbytes(len(data[at : at + 512]))
+        wal.write_bytes(bytes(data))
+    elif kind == "page garbage":
+        data = bytearray(image.read_bytes())
+        page = rng.randrange(1, max(2, len(data) // 1024))
+        data[page * 1024 : (page + 1) * 1024] = rng.randbytes(1024)
+        image.write_bytes(bytes(data))
+    elif kind == "empty":
+        image.write_bytes(b"")
+        wal.unlink(missing_ok=True)
+
+
+DAMAGE_KINDS = ("wal deleted", "wal cut", "wal garbage", "page garbage", "empty")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_no_seq_is_given_twice_within_an_epoch_whatever_the_damage(
+    tmp_path: Path, seed: int
+) -> None:
+    """30 damage scenarios on crash images of random shape: whatever the salvage recovers and
+    whichever epoch the fresh file takes, the seqs it holds and gives are unique within that
+    epoch, every seq the old file gave is kept or counted lost, and seq never goes back."""
+    rng = random.Random(seed)
+    kind = DAMAGE_KINDS[seed % len(DAMAGE_KINDS)]
+    image, witness = _crash_image(tmp_path, on_disk=rng.randrange(1, 25), in_wal=rng.randrange(8))
+    old_epoch = epoch_of(tmp_path / "live" / "b.sqlite")
+    _damage(image, kind, rng)
+    buffer, moved = _open_checked(image, witness)
+    kept = _seqs(buffer)
+    new = [buffer.append(_stamp(), _samples(3)).first_seq for _ in range(2)]
+    assert len(kept) == len(set(kept)) and kept == sorted(kept)
+    assert all(1 <= seq <= witness.last_seq for seq in kept)
+    assert new[0] > witness.last_seq  # seq never goes back, whichever the epoch
+    if moved is None:
+        assert buffer.epoch == old_epoch and kept == list(range(1, witness.last_seq + 1))
+    else:
+        assert witness.backlog is not None
+        assert moved.recovered == len(kept)
+        assert moved.recovered + moved.lost >= witness.backlog, (kind, moved)
+    buffer.close()
