@@ -21,6 +21,8 @@ LOCK_FILE = "agent.lock"
 LEDGER_FILE = "speedtest.json"  # the speed test's data budget
 PROTOCOL_FILE = "mqtt_protocol.json"  # per broker, the MQTT version `broker.protocol: auto` chose
 HELD_LOST_FILE = "held-lost.json"  # readings a stop took from memory before they reached the disk
+HISTORY_FILE = "history.jsonl"  # the technician's 14 days: closed hours, outages, power cuts
+HISTORY_NOW_FILE = "history-now.json"  # the hour being folded and what a power cut would lose
 QUARANTINE_INFIX = ".corrupt-"  # buffer.sqlite.corrupt-<stamp>: a damaged buffer kept aside
 
 

@@ -79,6 +79,10 @@ def cmd_diag(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    if args.history:
+        from agent.cli.history import run_history
+
+        return run_history(config, as_json=args.json, lang=choose_lang(args.lang))
     from agent.cli.status import run_status
 
     return run_status(config, as_json=args.json, lang=choose_lang(args.lang))
@@ -150,6 +154,7 @@ def parser(lang: Lang = "en") -> argparse.ArgumentParser:
     status = sub.add_parser("status", help=say("help.status"))
     common(status)
     status.add_argument("--json", action="store_true", help=say("help.status.json"))
+    status.add_argument("--history", action="store_true", help=say("help.status.history"))
     status.set_defaults(func=_with_config(cmd_status))
     buffer = sub.add_parser("buffer", help=say("help.buffer"))
     buffer_sub = buffer.add_subparsers(dest="buffer_command", required=True)

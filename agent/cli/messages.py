@@ -62,6 +62,10 @@ TEXTS: Mapping[str, Mapping[Lang, str]] = {
     },
     "help.status": {"id": "apa yang sedang dikerjakan layanan", "en": "what the daemon is doing"},
     "help.status.json": {"id": "keluaran JSON", "en": "JSON output"},
+    "help.status.history": {
+        "id": "riwayat 14 hari di gateway ini: ketersediaan, putus backhaul, padam listrik",
+        "en": "the last 14 days on this gateway: availability, backhaul outages, power cuts",
+    },
     "help.buffer": {
         "id": "bawa data yang belum terkirim dengan USB",
         "en": "carry unsent readings on a USB stick",
@@ -256,6 +260,60 @@ TEXTS: Mapping[str, Mapping[Lang, str]] = {
         "id": " (diambil sebelum jam sinkron: waktunya belum pasti)",
         "en": " (taken before the clock synced: time not trusted)",
     },
+    "history.title": {
+        "id": "Riwayat {site} di gateway ini, 14 hari terakhir (waktu {tz})",
+        "en": "History of {site} on this gateway, last 14 days (times in {tz})",
+    },
+    "history.empty": {
+        "id": "Belum ada riwayat: agen belum mengukur dengan jam yang sudah disetel.",
+        "en": "No history yet: the agent has not measured with its clock set.",
+    },
+    "history.head": {
+        "id": "{date:<10}  {up:>13}  {rtt:>9}  {loss:>7}  {wan}",
+        "en": "{date:<10}  {up:>13}  {rtt:>9}  {loss:>7}  {wan}",
+    },
+    "history.columns": {
+        "id": "tanggal|backhaul aktif|latensi|hilang|WAN masuk / keluar",
+        "en": "date|backhaul up|latency|loss|WAN in / out",
+    },
+    "history.outages": {"id": "Backhaul putus:", "en": "Backhaul down:"},
+    "history.no_outages": {
+        "id": "Backhaul tidak pernah putus.",
+        "en": "The backhaul was never down.",
+    },
+    "history.outage": {"id": "{start} - {end} ({span})", "en": "{start} - {end} ({span})"},
+    "history.outage_open": {
+        "id": "{start} - sekarang ({span}, masih putus)",
+        "en": "{start} - now ({span}, still down)",
+    },
+    "history.outage_no_start": {
+        "id": "{span}, waktunya tidak diketahui (jam belum disetel)",
+        "en": "{span}, time unknown (the clock was not set)",
+    },
+    "history.power_cuts": {"id": "Listrik padam:", "en": "Power cuts:"},
+    "history.no_power_cuts": {
+        "id": "Tidak ada listrik padam.",
+        "en": "No power cut.",
+    },
+    "history.power_cut": {
+        "id": "{start} - {end} (sekitar {span})",
+        "en": "{start} - {end} (about {span})",
+    },
+    "history.power_cut_no_start": {
+        "id": "menyala lagi {end} (awal padam tidak diketahui)",
+        "en": "back on at {end} (start unknown)",
+    },
+    "history.dropped": {
+        "id": "{n} kejadian yang lebih lama tidak disimpan (batas {limit}).",
+        "en": "{n} older events not kept (limit {limit}).",
+    },
+    "history.next": {
+        "id": "langkah: cocokkan dengan jadwal padam PLN dan catatan gangguan operator VSAT/4G",
+        "en": "next: compare with the power company's outages and the VSAT/4G operator's records",
+    },
+    "history.span_min": {"id": "{m} mnt", "en": "{m} min"},
+    "history.span_h": {"id": "{h} j {m} mnt", "en": "{h} h {m} min"},
+    "history.span_d": {"id": "{d} hari {h} j", "en": "{d} d {h} h"},
     "status.next": {
         "id": "langkah: systemctl status village-agent; " + _LOG,
         "en": "next: systemctl status village-agent; " + _LOG,

@@ -148,6 +148,7 @@ def cmd_run(args: argparse.Namespace, load: Callable[[Path], Config]) -> int:
     drain_before_exit(agent, timeout_s=min(2.0, max(0.0, deadline - time.monotonic() - 3.0)))
     held = agent.flush_held()
     agent.write_status()
+    agent.close_history()
     if held:
         # Rounds that never reached the disk go with the process: counted at the next start.
         log.error("held_readings_lost", readings=held)

@@ -38,6 +38,7 @@ from agent.daemon.state import (
 )
 from agent.daemon.stopping import Stopping
 from agent.files import LEDGER_FILE, buffer_path, status_path
+from agent.history.journal import History
 from agent.probes.base import Probe
 from agent.probes.clients import ClientsProbe, Neighbours, system_neighbours
 from agent.probes.dns import DnsProbe, Query, ResolverSource, query, resolv_conf_server
@@ -239,6 +240,7 @@ def build_agent(
     reopen: Reopen | None = None,
     opened: bool = True,
     lost_unrecorded: int = 0,
+    history: History | None = None,
 ) -> Agent:
     """Assemble one site's agent from its parts."""
     broker = config.broker
@@ -271,6 +273,7 @@ def build_agent(
         reopen=reopen,
         opened=opened,
         lost_unrecorded=lost_unrecorded,
+        history=history,
     )
 
 
@@ -341,5 +344,6 @@ def start_agent(
         reopen=reopen,
         opened=late is None,
         lost_unrecorded=held,
+        history=History(config.state_dir, lan_interface=config.lan.interface),
     )
     return agent, start

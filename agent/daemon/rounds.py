@@ -25,6 +25,7 @@ from agent.contract.control import encode_alarm
 from agent.contract.topics import topic
 from agent.daemon.state import StatusRecord
 from agent.files import status_path
+from agent.history.journal import History
 from agent.probes.base import Probe
 from agent.probes.uptime import BackhaulTracker
 from agent.publish.link import (
@@ -95,8 +96,10 @@ class Agent:
         reopen: Reopen | None = None,
         opened: bool = True,
         lost_unrecorded: int = 0,
+        history: History | None = None,
     ) -> None:
-        """`reopen` opens the buffer again, quarantining it if damaged: at once when a read finds
+        """`history` keeps the technician's 14 days of hourly summaries from every round.
+        `reopen` opens the buffer again, quarantining it if damaged: at once when a read finds
         damage, and round after round when start-up found the disk refusing it (`opened` False:
         `buffer` is an empty stand-in). `lost_unrecorded` counts readings a previous run held in
         memory and never wrote, added to the buffer's dropped count once it takes writes."""
@@ -126,6 +129,8 @@ class Agent:
         self._started_wall = clock.wall()
         self.last_round_wall: float | None = None
         self.last_buffer_error: str | None = None
+        self._history = history
+        self._history_failing = False
 
     # -- measuring ------------------------------------------------------------------------------
     def stamp(self) -> Stamp:
@@ -174,6 +179,7 @@ class Agent:
             ),
         ]
         self._pending.append((stamp, samples))
+        self._note_history(stamp, samples)
         appended = self._flush_pending()
         self.last_round_wall = self._clock.wall()
         # One line per round at info: the journal shows the agent alive and how it keeps up.
@@ -407,6 +413,28 @@ class Agent:
         """Readings lost for good: dropped by the buffer's bound, or held in memory while the
         buffer could not be written and then lost beyond the memory bound."""
         return (stats or self.buffer.stats()).dropped_total + self._pending_lost_unrecorded
+
+    def _note_history(self, stamp: Stamp, samples: Sequence[Sample]) -> None:
+        """The technician's history is worth less than any reading: a full card stops it, said
+        once in the log, and the round goes on."""
+        if self._history is None:
+            return
+        try:
+            self._history.note(stamp, samples)
+        except OSError as err:
+            if not self._history_failing:
+                log.warning("history_not_saved", error=str(err))
+            self._history_failing = True
+        else:
+            self._history_failing = False
+
+    def close_history(self) -> None:
+        """At a clean stop: keep the hour being folded for the next start."""
+        if self._history is not None:
+            try:
+                self._history.close()
+            except OSError as err:
+                log.warning("history_not_saved", error=str(err))
 
     def write_status(self) -> None:
         try:

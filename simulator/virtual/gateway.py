@@ -251,6 +251,7 @@ class Gateway:
         assert agent is not None and link is not None
         drain_before_exit(agent, timeout_s=1.0)  # the daemon's own stop: acked rows are deleted
         agent.write_status()
+        agent.close_history()
         stats = agent.buffer.stats()
         dropped_in_memory = self._dropped_in_memory + self._memory_losses(agent)
         link.stop(1.0)
