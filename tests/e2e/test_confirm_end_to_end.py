@@ -99,7 +99,7 @@ def _acked(agent: AgentProcess) -> int:
 
 def _settle(tmp_path: Path, broker: Broker, agents: list[AgentProcess]) -> tuple[int, int]:
     """Every committed reading of each site stored exactly once; then each gateway, restarted
-    with nothing more to measure for an hour, ends with nothing awaiting confirmation. Return
+    with slow rounds, gets to nothing awaiting confirmation. Return
     (readings committed, readings stored)."""
     database = f"sqlite://{tmp_path}/collector.sqlite"
     required = {site: agent.status()["last_seq"] for site, agent in zip(SITES, agents, strict=True)}
@@ -117,15 +117,16 @@ def _settle(tmp_path: Path, broker: Broker, agents: list[AgentProcess]) -> tuple
         assert agent.terminate() == 0
         seqs = stored_seqs(database)[site]
         assert len(seqs) == len(set(seqs))  # the key forbids a repeat
-        config = write_config(
-            tmp_path / site, broker_url=broker.url(), site_id=site, interval_s=3600
-        )
+        # Slow rounds: each round's readings are confirmed (the collector acks every second
+        # here) before the next round's status is written.
+        config = write_config(tmp_path / site, broker_url=broker.url(), site_id=site, interval_s=2)
         with AgentProcess(config) as again:
             again.wait_status("unconfirmed", lambda n: n == 0, 60)
-            last_seq = again.status()["last_seq"]
-            final = set(range(1, last_seq + 1))
-            wait_until(lambda name=site, f=final: f <= set(stored_seqs(database)[name]), 30)
             assert again.terminate() == 0
+        last_seq, unsent = buffer_state(again.state_dir)
+        assert not unsent  # the stop drained them
+        final = set(range(1, last_seq + 1))
+        wait_until(lambda name=site, f=final: f <= set(stored_seqs(database)[name]), 30)
     by_site = stored_seqs(database)
     committed = sum(buffer_state(a.state_dir)[0] for a in agents)
     return committed, sum(len(by_site[site]) for site in SITES)
