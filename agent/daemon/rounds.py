@@ -415,26 +415,26 @@ class Agent:
         return (stats or self.buffer.stats()).dropped_total + self._pending_lost_unrecorded
 
     def _note_history(self, stamp: Stamp, samples: Sequence[Sample]) -> None:
+        if self._history is not None:
+            history = self._history
+            self._keep_history(lambda: history.note(stamp, samples))
+
+    def close_history(self) -> None:
+        """At a clean stop: keep the hour being folded for the next start."""
+        if self._history is not None:
+            self._keep_history(self._history.close)
+
+    def _keep_history(self, write: Callable[[], None]) -> None:
         """The technician's history is worth less than any reading: a full card stops it, said
         once in the log, and the round goes on."""
-        if self._history is None:
-            return
         try:
-            self._history.note(stamp, samples)
+            write()
         except OSError as err:
             if not self._history_failing:
                 log.warning("history_not_saved", error=str(err))
             self._history_failing = True
         else:
             self._history_failing = False
-
-    def close_history(self) -> None:
-        """At a clean stop: keep the hour being folded for the next start."""
-        if self._history is not None:
-            try:
-                self._history.close()
-            except OSError as err:
-                log.warning("history_not_saved", error=str(err))
 
     def write_status(self) -> None:
         try:

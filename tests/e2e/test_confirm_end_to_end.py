@@ -132,6 +132,43 @@ def _settle(tmp_path: Path, broker: Broker, agents: list[AgentProcess]) -> tuple
     return committed, sum(len(by_site[site]) for site in SITES)
 
 
+def _repair(
+    tmp_path: Path,
+    broker: Broker,
+    collector: CollectorProcess,
+    agents: list[AgentProcess],
+    *,
+    fault: str,
+    injected: str,
+) -> None:
+    """Bring the collector back: its ack names what the broker lost, the gateways send it again,
+    and every committed reading ends stored once. Record the row."""
+    watcher = AckWatcher(broker)
+    try:
+        collector.start()
+        wait_until(watcher.gaps, 60, "the collector's ack never named a gap")
+        named = sum(b - a + 1 for _site, a, b in watcher.gaps())
+        committed, stored = _settle(tmp_path, broker, agents)
+    finally:
+        watcher.close()
+    assert committed == stored
+    record(
+        fault,
+        f"{injected}; acks named {named} missing",
+        committed=committed,
+        delivered=stored,
+        lost=committed - stored,
+        duplicated=0,  # the database's key: asserted in _settle
+    )
+
+
+def _wait_acked(agents: list[AgentProcess], more: int) -> None:
+    """Until the broker acknowledged `more` readings of each gateway from now on."""
+    before = [_acked(a) for a in agents]
+    for agent, acked in zip(agents, before, strict=True):
+        wait_until(lambda a=agent, n=acked: _acked(a) > n + more, 60, agent.log()[-2000:])
+
+
 def test_a_broker_restart_while_the_collector_is_away_loses_nothing(tmp_path: Path) -> None:
     """The collector is down, the broker restarts without the collector's session and the
     gateways reconnect first: mosquitto acknowledges their readings and queues them for nobody.
@@ -141,27 +178,15 @@ def test_a_broker_restart_while_the_collector_is_away_loses_nothing(tmp_path: Pa
         with province(tmp_path, broker) as (collector, agents):
             assert collector.terminate() == 0
             broker.restart()
-            before = [_acked(a) for a in agents]
-            for agent, acked in zip(agents, before, strict=True):
-                wait_until(lambda a=agent, n=acked: _acked(a) > n + 40, 60, agent.log()[-2000:])
-            watcher = AckWatcher(broker)
-            try:
-                collector.start()
-                wait_until(watcher.gaps, 60, "the collector's ack never named a gap")
-                gaps = watcher.gaps()
-                committed, stored = _settle(tmp_path, broker, agents)
-                assert committed == stored
-            finally:
-                watcher.close()
-        named = sum(b - a + 1 for _site, a, b in gaps)
-        record(
-            "36 broker restarted before the collector returns",
-            f"collector's session lost with the restart; acks named {named} missing",
-            committed=committed,
-            delivered=stored,
-            lost=committed - stored,
-            duplicated=0,  # the database's key: asserted in _settle
-        )
+            _wait_acked(agents, 40)
+            _repair(
+                tmp_path,
+                broker,
+                collector,
+                agents,
+                fault="36 broker restarted before the collector returns",
+                injected="collector's session lost with the restart",
+            )
     finally:
         broker.stop()
 
@@ -173,29 +198,15 @@ def test_a_collector_queue_overflow_loses_nothing(tmp_path: Path) -> None:
     broker = start_broker(tmp_path / "broker", extra=("max_queued_messages 2",))
     try:
         with province(tmp_path, broker) as (collector, agents):
-            watcher = AckWatcher(broker)
-            try:
-                assert collector.terminate() == 0  # its session, and so its queue, stay
-                before = [_acked(a) for a in agents]
-                for agent, acked in zip(agents, before, strict=True):
-                    wait_until(
-                        lambda a=agent, n=acked: _acked(a) > n + 200, 60, agent.log()[-2000:]
-                    )
-                collector.start()
-                wait_until(watcher.gaps, 60, "the collector's ack never named a gap")
-                gaps = watcher.gaps()
-                committed, stored = _settle(tmp_path, broker, agents)
-                assert committed == stored
-            finally:
-                watcher.close()
-        named = sum(b - a + 1 for _site, a, b in gaps)
-        record(
-            "37 collector away past its queue at the broker",
-            f"max_queued_messages 2; acks named {named} missing",
-            committed=committed,
-            delivered=stored,
-            lost=committed - stored,
-            duplicated=0,  # the database's key: asserted in _settle
-        )
+            assert collector.terminate() == 0  # its session, and so its queue, stay
+            _wait_acked(agents, 200)
+            _repair(
+                tmp_path,
+                broker,
+                collector,
+                agents,
+                fault="37 collector away past its queue at the broker",
+                injected="max_queued_messages 2",
+            )
     finally:
         broker.stop()

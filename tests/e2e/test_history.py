@@ -11,9 +11,14 @@ from pathlib import Path
 import pytest
 
 from agent.cli.history import history_report, render_text
+from agent.clock import SystemClock
+from agent.config.load import load_config
+from agent.daemon.compose import build_agent, build_link, open_buffer
 from agent.files import HISTORY_FILE, HISTORY_NOW_FILE
+from agent.history.journal import History
 from simulator.virtual.fleet import RunOptions, Site, run_slice
 from simulator.virtual.scenario import agent_config, parse_scenario
+from tests.support.agent_proc import write_config
 from tests.support.mqtt_broker import Broker
 
 INTERVAL_S = 300
@@ -92,3 +97,29 @@ def test_a_week_shows_each_outage_and_the_power_cut(
     assert re.search(r"\n  2026-03-04 1[12]:\d\d - 14:0\d \(about 2 h \d+ min\)\n", english)
     assert "Backhaul putus:" in indonesian and "Listrik padam:" in indonesian
     assert re.search(r"\(sekitar 2 j \d+ mnt\)", indonesian), indonesian
+
+
+def test_a_history_that_cannot_be_written_costs_no_round(tmp_path: Path, broker: Broker) -> None:
+    """The history's file cannot be replaced (here a directory stands in its place, as a full
+    or broken card would refuse it): every round is still committed."""
+    file = write_config(
+        tmp_path, broker_url=broker.url(), extra={"clock": {"trust_wall_clock": True}}
+    )
+    config = load_config(file)
+    (config.state_dir / HISTORY_NOW_FILE).mkdir(parents=True)
+    buffer, samples = open_buffer(config, now=time.time())
+    agent = build_agent(
+        config,
+        clock=SystemClock(),
+        boot_id="boot-1",
+        link=build_link(config),
+        probes=[],
+        buffer=buffer,
+        start_samples=samples,
+        history=History(config.state_dir, lan_interface=None),
+    )
+    try:
+        counts = [agent.round().samples for _ in range(3)]
+        assert buffer.stats().last_seq == sum(counts) > 0
+    finally:
+        buffer.close()
