@@ -23,19 +23,19 @@ from agent.config.schema import Config
 DEFAULT_CONFIG = Path("/etc/village-agent/agent.yaml")
 
 
-def load(path: Path) -> Config:
-    """The config at `path`, or exit 78 with every problem printed."""
+def load(path: Path, lang: Lang = "en") -> Config:
+    """The config at `path`, or exit 78 with every problem printed in `lang`."""
     try:
         return load_config(path)
     except ConfigError as err:
-        print(err.render(), file=sys.stderr)
+        print(err.render(lang), file=sys.stderr)
         raise SystemExit(EX_CONFIG) from err
 
 
 def _with_config(
     command: Callable[[argparse.Namespace, Config], int],
 ) -> Callable[[argparse.Namespace], int]:
-    return lambda args: command(args, load(Path(args.config)))
+    return lambda args: command(args, load(Path(args.config), choose_lang(args.lang)))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     lowmem.defer()
     from agent.cli.run import cmd_run as run
 
-    return run(args, load)
+    return run(args, lambda path: load(path, choose_lang(args.lang)))
 
 
 def cmd_once(args: argparse.Namespace, config: Config) -> int:
@@ -55,8 +55,8 @@ def cmd_once(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    config = load(Path(args.file))
     lang = choose_lang(args.lang)
+    config = load(Path(args.file), lang)
     print(text("config.ok", lang, file=args.file, site=config.site_id, broker=config.broker.url))
     return EX_OK
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from agent.config.messages import Said, at
+
 T = TypeVar("T")
 
 # A check returns None when the value is fine, or what is wrong in words for a technician.
@@ -50,27 +52,27 @@ def text_problem(value: str, max_bytes: int = TEXT_MAX_BYTES) -> str | None:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         # YAML's "\ud800" escape gives a lone surrogate: no UTF-8 encoder, and no broker, takes it.
-        return f"{shown(value)} is not valid UTF-8 text (it holds a lone surrogate)"
+        return Said("text.surrogate", value=shown(value))
     if _CONTROL.search(value):
-        return f"{shown(value)} holds a control character (NUL, newline, tab, ...): remove it"
+        return Said("text.control", value=shown(value))
     if size > max_bytes:
-        return f"{shown(value)} is {size} bytes long; at most {max_bytes} fit here"
+        return Said("text.long", value=shown(value), size=size, max=max_bytes)
     return None
 
 
 def _describe(value: object) -> str:
     if value is None:
-        return "nothing"
+        return Said("value.nothing")
     if isinstance(value, bool):
-        return f"{str(value).lower()} (a yes/no value)"
+        return Said("value.bool", value=str(value).lower())
     if isinstance(value, str):
         return shown(value)
     if isinstance(value, list):
-        return "a list"
+        return Said("value.list")
     if isinstance(value, dict):
-        return "a mapping"
+        return Said("value.mapping")
     if isinstance(value, int) and abs(value) > NUMBER_LIMIT:
-        return f"a number of about {value.bit_length() * 3 // 10} digits"
+        return Said("value.huge", n=value.bit_length() * 3 // 10)
     return shown(repr(value))
 
 
@@ -83,7 +85,7 @@ class _Converter:
         self.problems: list[str] = []
 
     def fail(self, path: str, message: str) -> None:
-        self.problems.append(f"At '{path}': {message}")
+        self.problems.append(at(path, message))
 
     def value(self, hint: Any, raw: object, path: str) -> tuple[bool, Any]:
         """Convert raw into the hinted type; on failure record the problem and return (False, None)."""
@@ -95,7 +97,7 @@ class _Converter:
             return self.value(options[0], raw, path)
         if dataclasses.is_dataclass(hint) and isinstance(hint, type):
             if not isinstance(raw, dict):
-                self.fail(path, f"expected a mapping of settings, got {_describe(raw)}")
+                self.fail(path, Said("expect.mapping", got=_describe(raw)))
                 return False, None
             return self.record(hint, raw, path)
         if origin is Literal:
@@ -106,12 +108,12 @@ class _Converter:
             if candidate in allowed:
                 return True, candidate
             choices = ", ".join(repr(a) for a in allowed)
-            self.fail(path, f"expected one of {choices}, got {_describe(raw)}")
+            self.fail(path, Said("expect.choice", choices=choices, got=_describe(raw)))
             return False, None
         if origin is tuple:
             (item_hint, _ellipsis) = get_args(hint)
             if not isinstance(raw, list):
-                self.fail(path, f"expected a list, got {_describe(raw)}")
+                self.fail(path, Said("expect.list", got=_describe(raw)))
                 return False, None
             items = []
             ok = True
@@ -126,22 +128,20 @@ class _Converter:
         if hint is bool:
             if isinstance(raw, bool):
                 return True, raw
-            self.fail(path, f"expected true or false, got {_describe(raw)}")
+            self.fail(path, Said("expect.bool", got=_describe(raw)))
         elif hint is int:
             if isinstance(raw, int) and not isinstance(raw, bool) and _in_bounds(raw):
                 return True, raw
-            self.fail(
-                path, f"expected a whole number within ±{NUMBER_LIMIT:,}, got {_describe(raw)}"
-            )
+            self.fail(path, Said("expect.int", limit=f"{NUMBER_LIMIT:,}", got=_describe(raw)))
         elif hint is float:
             # YAML reads `.inf` and `.nan` as numbers; no interval or limit means either.
             if isinstance(raw, int | float) and not isinstance(raw, bool) and _in_bounds(raw):
                 return True, float(raw)
-            self.fail(path, f"expected a number within ±{NUMBER_LIMIT:,}, got {_describe(raw)}")
+            self.fail(path, Said("expect.number", limit=f"{NUMBER_LIMIT:,}", got=_describe(raw)))
         elif hint is str or hint is Path:
-            kind = "text" if hint is str else "a file or directory path"
+            kind = Said("kind.text" if hint is str else "kind.path")
             if not isinstance(raw, str) or not raw.strip():
-                self.fail(path, f"expected {kind}, got {_describe(raw)}")
+                self.fail(path, Said("expect.kind", kind=kind, got=_describe(raw)))
                 return False, None
             problem = text_problem(raw, TEXT_MAX_BYTES if hint is str else PATH_MAX_BYTES)
             if problem is not None:
@@ -159,18 +159,17 @@ class _Converter:
         ok = True
         for key in raw:
             if key not in fields:
-                hint_text = ""
+                hint_text: str = ""
                 import difflib  # noqa: PLC0415 - only for a config with a typo in it
 
                 name = str(key) if isinstance(key, str) else _describe(key)
                 close = difflib.get_close_matches(name, list(fields), n=1)
                 if close:
-                    hint_text = f"; did you mean '{close[0]}'?"
+                    hint_text = Said("key.did_you_mean", name=close[0])
                 if text_problem(name, 200) is not None:
                     name = shown(name)  # a key with a newline in it must not forge a second line
                 self.fail(
-                    f"{prefix}{name}",
-                    f"unknown key{hint_text} (known here: {', '.join(fields)})",
+                    f"{prefix}{name}", Said("key.unknown", hint=hint_text, known=", ".join(fields))
                 )
                 ok = False
         values: dict[str, Any] = {}
@@ -182,7 +181,7 @@ class _Converter:
                     and spec.default_factory is dataclasses.MISSING
                 )
                 if required:
-                    self.fail(where, "required key is missing")
+                    self.fail(where, Said("key.missing"))
                     ok = False
                 continue
             good, converted = self.value(hints[name], raw[name], where)
@@ -203,7 +202,7 @@ def convert(cls: type[T], raw: object) -> tuple[T | None, list[str]]:
     """Build `cls` from parsed YAML. Returns the object, or None and every problem found."""
     converter = _Converter()
     if not isinstance(raw, dict):
-        converter.fail("", f"expected a mapping of settings at the top, got {_describe(raw)}")
+        converter.problems.append(Said("expect.top_mapping", got=_describe(raw)))
         return None, converter.problems
     _, result = converter.record(cls, raw, "")
     if converter.problems:

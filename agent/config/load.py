@@ -11,8 +11,10 @@ from typing import Any
 import yaml
 
 from agent.config.convert import convert, shown
+from agent.config.messages import Said, at, told
 from agent.config.pem import PEM_HEAD_BYTES, is_encrypted_pem
 from agent.config.schema import BrokerConfig, Config
+from agent.lang import Lang
 from agent.lowmem import sha256_digest
 
 # A real config is a few kilobytes; this keeps a wrong path (a log, a disk image) from being read whole.
@@ -30,10 +32,10 @@ class ConfigError(Exception):
         self.problems = problems
         super().__init__(self.render())
 
-    def render(self) -> str:
-        lines = [f"Configuration file {self.file} has {len(self.problems)} problem(s):"]
-        lines += [f"  - {p}" for p in self.problems]
-        lines.append("Fix these lines, then check again with: village-agent config check FILE")
+    def render(self, lang: Lang = "en") -> str:
+        lines = [Said("config.header", file=self.file, n=len(self.problems)).in_lang(lang)]
+        lines += [f"  - {told(p, lang)}" for p in self.problems]
+        lines.append(Said("config.footer").in_lang(lang))
         return "\n".join(lines)
 
 
@@ -47,11 +49,9 @@ def _secret_problems(path: Path, key: str) -> list[str]:
     try:
         mode = path.stat().st_mode
     except OSError as err:
-        return [f"At '{key}': cannot read {path}: {err.strerror}; check the path and permissions"]
+        return [at(key, Said("file.unreadable", path=path, error=err.strerror))]
     if mode & stat.S_IROTH:
-        return [
-            f"At '{key}': {path} is readable by every user on the gateway; run: chmod 0640 {path}"
-        ]
+        return [at(key, Said("file.world_readable", path=path))]
     return []
 
 
@@ -63,13 +63,11 @@ def _password_problems(path: Path) -> list[str]:
     except OSError:
         return []  # `run` reads it as its own user; `_secret_problems` reports a missing file
     if len(data) > PASSWORD_MAX_BYTES or b"\x00" in data:
-        return [
-            f"At 'broker.password_file': {path} is not a password (binary, or over 65,535 bytes)"
-        ]
+        return [at("broker.password_file", Said("password.binary", path=path))]
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        return [f"At 'broker.password_file': {path} is not UTF-8 text"]
+        return [at("broker.password_file", Said("password.utf8", path=path))]
     return []
 
 
@@ -81,10 +79,7 @@ def _key_problems(path: Path) -> list[str]:
     except OSError:
         return []
     if is_encrypted_pem(head):
-        return [
-            f"At 'broker.key_file': {path} is encrypted with a passphrase, which a service cannot"
-            f" type; decrypt it once: openssl pkey -in {path} -out {path}.plain"
-        ]
+        return [at("broker.key_file", Said("client_key.encrypted", path=path))]
     return []
 
 
@@ -103,7 +98,7 @@ def _broker_problems(broker: BrokerConfig) -> list[str]:
     problems: list[str] = []
     for key, path in (("broker.ca_file", broker.ca_file), ("broker.cert_file", broker.cert_file)):
         if path is not None and not path.is_file():
-            problems.append(f"At '{key}': no such file {path}")
+            problems.append(at(key, Said("file.missing", path=path)))
     for key, path in (
         ("broker.password_file", broker.password_file),
         ("broker.key_file", broker.key_file),
@@ -115,20 +110,15 @@ def _broker_problems(broker: BrokerConfig) -> list[str]:
     if broker.key_file is not None:
         problems += _key_problems(broker.key_file)
     if not broker.tls and broker.password_file is not None and not broker.allow_plaintext:
-        problems.append(
-            "At 'broker.password_file': over mqtt:// the password crosses the network in clear"
-            " text; use mqtts://, or set broker.allow_plaintext: true to accept that"
-        )
+        problems.append(at("broker.password_file", Said("password.plaintext")))
     if (broker.cert_file is None) != (broker.key_file is None):
-        problems.append("At 'broker.cert_file': a client certificate needs broker.key_file too")
+        problems.append(at("broker.cert_file", Said("cert.needs_key")))
     if not broker.tls and any(p is not None for p in (broker.ca_file, broker.cert_file)):
-        problems.append(
-            "At 'broker.url': TLS files are set but the URL is mqtt://; use mqtts:// to encrypt"
-        )
+        problems.append(at("broker.url", Said("tls.files_without_tls")))
     if broker.password_file is not None and broker.username is None:
-        problems.append("At 'broker.username': a password_file is set but no username")
+        problems.append(at("broker.username", Said("username.missing")))
     if broker.reconnect_min_s > broker.reconnect_max_s:
-        problems.append("At 'broker.reconnect_min_s': must not exceed broker.reconnect_max_s")
+        problems.append(at("broker.reconnect_min_s", Said("reconnect.order")))
     return problems
 
 
@@ -136,12 +126,12 @@ def _file_problems(config: Config) -> list[str]:
     problems = _broker_problems(config.broker)
     if config.latency.loss_window < config.latency.count:
         # A window shorter than one round would say less than the round's own loss_percent.
-        problems.append(
-            f"At 'latency.loss_window': must be at least latency.count ({config.latency.count}),"
-            f" got {config.latency.loss_window}"
+        short = Said(
+            "loss_window.short", count=config.latency.count, value=config.latency.loss_window
         )
+        problems.append(at("latency.loss_window", short))
     if config.speedtest.enabled and config.speedtest.url_download is None:
-        problems.append("At 'speedtest.url_download': speed tests are enabled but have no URL")
+        problems.append(at("speedtest.url_download", Said("speedtest.no_url")))
     return problems
 
 
@@ -163,10 +153,7 @@ class _StrictLoader(yaml.SafeLoader):
                 continue  # SafeLoader itself rejects unhashable keys, with their line
             if key in seen:
                 line = key_node.start_mark.line + 1
-                self.duplicates.append(
-                    f"At line {line}: key {shown(str(key))} appears twice in one section;"
-                    " keep one of them"
-                )
+                self.duplicates.append(Said("key.twice", line=line, key=shown(str(key))))
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -186,15 +173,16 @@ def parse_config(text: str, file: Path) -> Config:
         raw, duplicates = _load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        where = Said("yaml.where", line=mark.line + 1, column=mark.column + 1) if mark else ""
         reason = getattr(err, "problem", None) or str(err)
-        raise ConfigError(file, [f"{where}not valid YAML ({shown(reason, 200)})"]) from err
+        invalid = Said("yaml.invalid", where=where, reason=shown(reason, 200))
+        raise ConfigError(file, [invalid]) from err
     except ValueError as err:
         # PyYAML converts a number with int() itself, and Python refuses more than 4,300 digits.
-        raise ConfigError(file, ["not usable YAML (a number too long to read)"]) from err
+        raise ConfigError(file, [Said("yaml.long_number")]) from err
     except RecursionError as err:
         # PyYAML's composer recurses once per nesting level: `[[[[...` thousands deep.
-        raise ConfigError(file, ["nested too deeply to be a configuration"]) from err
+        raise ConfigError(file, [Said("yaml.deep")]) from err
     config, problems = convert(Config, raw)
     problems = duplicates + problems
     base = file.parent
@@ -241,11 +229,11 @@ def load_config(file: Path) -> Config:
         with file.open("rb") as handle:
             data = handle.read(CONFIG_MAX_BYTES + 1)
     except OSError as err:
-        raise ConfigError(file, [f"cannot read the file: {err.strerror}"]) from err
+        raise ConfigError(file, [Said("file.cannot_read", error=err.strerror)]) from err
     if len(data) > CONFIG_MAX_BYTES:
-        raise ConfigError(file, [f"the file is larger than {CONFIG_MAX_BYTES} bytes: not a config"])
+        raise ConfigError(file, [Said("file.too_big", max=CONFIG_MAX_BYTES)])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ConfigError(file, ["the file is not UTF-8 text"]) from err
+        raise ConfigError(file, [Said("file.not_utf8")]) from err
     return parse_config(text, file)

@@ -11,6 +11,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from agent.config.convert import TEXT_MAX_BYTES, Check, meta, shown, text_problem
+from agent.config.messages import Said
 
 _SITE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _TOPIC_BAD = re.compile(r"[#+\x00]")
@@ -21,19 +22,23 @@ _CLIENT_ID_TAIL_BYTES = len("-import")
 
 
 def _positive(value: float) -> str | None:
-    return None if value > 0 else f"must be greater than 0, got {value}"
+    return None if value > 0 else Said("number.positive", value=value)
 
 
 def _at_least(low: float) -> Check:
     def check(value: float) -> str | None:
-        return None if value >= low else f"must be at least {low}, got {value}"
+        return None if value >= low else Said("number.at_least", low=low, value=value)
 
     return check
 
 
 def _between(low: float, high: float) -> Check:
     def check(value: float) -> str | None:
-        return None if low <= value <= high else f"must be between {low} and {high}, got {value}"
+        return (
+            None
+            if low <= value <= high
+            else Said("number.between", low=low, high=high, value=value)
+        )
 
     return check
 
@@ -43,15 +48,12 @@ def site_id_problem(value: str) -> str | None:
     `buffer import` check with it."""
     if _SITE_ID.fullmatch(value):
         return None
-    return (
-        f"{shown(value)} is not a valid site id: use lower-case letters, digits and dashes "
-        "(it becomes part of MQTT topics), e.g. kukar-tenggarong-01"
-    )
+    return Said("site_id.invalid", value=shown(value))
 
 
 def _client_id(value: str) -> str | None:
     if len(value.encode("utf-8")) + _CLIENT_ID_TAIL_BYTES > TEXT_MAX_BYTES:
-        return f"at most {TEXT_MAX_BYTES - _CLIENT_ID_TAIL_BYTES} bytes fit in an MQTT client id"
+        return Said("client_id.long", max=TEXT_MAX_BYTES - _CLIENT_ID_TAIL_BYTES)
     return None
 
 
@@ -60,24 +62,24 @@ def broker_url_problem(value: str) -> str | None:
     try:
         parts = urlsplit(value)
     except ValueError:  # "Invalid IPv6 URL": an unclosed '['
-        return f"{shown(value)} is not a URL, e.g. mqtts://collector.example.id:8883"
+        return Said("url.not_url", value=shown(value))
     if parts.scheme not in ("mqtt", "mqtts"):
-        return f"expected a URL starting with mqtt:// or mqtts://, got {value!r}"
+        return Said("url.scheme", value=repr(value))
     if not parts.hostname:
-        return f"the URL {value!r} names no host, e.g. mqtts://collector.example.id:8883"
+        return Said("url.no_host", value=repr(value))
     try:
         _ = parts.port
     except ValueError:
-        return f"the port in {value!r} is not a number between 1 and 65535"
+        return Said("url.port", value=repr(value))
     if parts.username or parts.password:
-        return "put no user or password in the URL: use broker.username and broker.password_file"
+        return Said("url.credentials")
     return None
 
 
 def _payload_schema(value: int) -> str | None:
     if value in (1, 2):
         return None
-    return f"expected 1 or 2 (the telemetry payload layouts), got {value}"
+    return Said("schema.payload", value=value)
 
 
 def topic_prefix_problem(value: str) -> str | None:
@@ -86,10 +88,10 @@ def topic_prefix_problem(value: str) -> str | None:
     if problem is not None:
         return problem
     if _TOPIC_BAD.search(value) or "" in value.split("/"):
-        return f"{shown(value)} is not a usable topic prefix: no '#', '+', empty levels or '//'"
+        return Said("topic.levels", value=shown(value))
     if any(level.startswith("$") for level in value.split("/")):
         # Brokers keep `$...` topics for themselves ($SYS, $share): a publish there is dropped.
-        return f"{shown(value)} is not a usable topic prefix: no level may start with '$'"
+        return Said("topic.dollar", value=shown(value))
     return None
 
 
@@ -218,7 +220,7 @@ def _http_url(value: str) -> str | None:
     except ValueError:
         parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"expected an http:// or https:// URL with a host, got {value!r}"
+        return Said("url.http", value=repr(value))
     return None
 
 

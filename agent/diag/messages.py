@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from agent.config.messages import told
 from agent.diag.base import CheckResult
 from agent.lang import LANGS, Lang, choose_lang
 
@@ -920,7 +921,11 @@ BROKER_STATES: Mapping[str, Mapping[Lang, str]] = {
 def words(found: CheckResult, lang: Lang) -> tuple[str, str]:
     """(detail, advice) of a result in `lang`."""
     detail, advice = MESSAGES[found.key][lang]
-    args = dict(found.args)
+    # A configuration problem carries its own words in both languages.
+    args = {
+        name: told(value, lang) if isinstance(value, str) else value
+        for name, value in found.args.items()
+    }
     state = args.get("broker")
     if found.name == "service" and isinstance(state, str) and state in BROKER_STATES:
         args["broker"] = BROKER_STATES[state][lang]

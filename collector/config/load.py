@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from agent.config.messages import told
 from collector.config.schema import BrokerConfig, Config
 from collector.config.strict import convert
 from collector.messages import Lang, text
@@ -29,7 +30,7 @@ class ConfigError(Exception):
 
     def render(self, lang: Lang) -> str:
         lines = [text("config.header", lang, file=self.file, count=len(self.problems))]
-        lines += [f"  - {p}" for p in self.problems]
+        lines += [f"  - {told(p, lang)}" for p in self.problems]
         lines.append(text("config.fix", lang, file=self.file))
         return "\n".join(lines)
 

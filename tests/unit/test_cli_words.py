@@ -13,6 +13,7 @@ from agent import __version__
 from agent.cli.exits import EX_CONFIG, EX_PIPE
 from agent.cli.messages import TEXTS
 from agent.cli.units import human_bytes, reading_value
+from agent.config.messages import MESSAGES as CONFIG_MESSAGES
 from agent.diag.messages import HEADINGS, MESSAGES, STATUS_WORDS, TITLES
 from agent.lang import LANGS
 from tests.support.agent_proc import write_config
@@ -39,9 +40,10 @@ def test_every_key_of_both_catalogues_is_in_id_and_en_with_the_same_fields() -> 
         {k: dict(v) for k, v in TEXTS.items()},
         {k: dict(v) for k, v in MESSAGES.items()},
         {k: dict(v) for k, v in TITLES.items()},
+        {k: dict(v) for k, v in CONFIG_MESSAGES.items()},
         {lang: {"_": "".join(HEADINGS[lang].values())} for lang in LANGS},
     ]
-    for table in tables[:3]:
+    for table in tables[:4]:
         for key, texts in table.items():
             assert set(texts) == set(LANGS), key
             found = {lang: set(_FIELDS.findall(str(texts[lang]))) for lang in LANGS}
@@ -55,7 +57,7 @@ def test_indonesian_texts_are_translated_not_copied() -> None:
     untranslated; the exceptions are words Indonesian uses as they are."""
     same = [
         key
-        for key, texts in TEXTS.items()
+        for key, texts in [*TEXTS.items(), *CONFIG_MESSAGES.items()]
         if texts["id"] == texts["en"]
         and re.search(r"[a-z]{4,}", re.sub(r"{\w+[^}]*}", "", texts["en"]))
     ]
@@ -133,3 +135,25 @@ def test_buffer_export_speaks_indonesian(tmp_path: Path) -> None:
                 "--lang", "id")  # fmt: skip
     assert done.returncode == 66
     assert "tidak ada yang diekspor" in done.stderr
+
+
+def test_config_check_speaks_indonesian_through_and_through(tmp_path: Path) -> None:
+    """A broken config told in Indonesian: every line from the catalogue, no English left in it."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        'site_id: "Bad Site"\ninterval_s: -5\nbroker:\n  url: http://x\n  tls_typo: 1\n'
+        "buffer:\n  max_readings: yes\n",
+        encoding="utf-8",
+    )
+    done = _cli("config", "check", str(config), "--lang", "id")
+    assert done.returncode == EX_CONFIG
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"Berkas konfigurasi {config} punya 7 masalah:"
+    assert "  - Di 'state_dir': kunci wajib tidak ada" in lines
+    boolean = "bukan true (nilai ya/tidak)"
+    assert (
+        f"  - Di 'buffer.max_readings': harus bilangan bulat dalam ±1,000,000,000, {boolean}"
+        in lines
+    )
+    english = ("expected", "missing", "must be", "unknown key", "At '", "got ")
+    assert not [line for line in lines if any(word in line for word in english)], lines

@@ -33,6 +33,7 @@ from agent.cli.transfer import (
     write_signed,
 )
 from agent.config.load import ConfigError, parse_config
+from agent.config.messages import Said
 from agent.config.schema import Config
 from agent.contract.fields import number
 from agent.contract.telemetry import Batch, PayloadError, decode_telemetry, encode_telemetry
@@ -96,7 +97,8 @@ def _load(text: str) -> None:
         config = parse_config(text, FILE)
     except ConfigError as err:
         assert err.problems, "a rejection must say why"
-        assert all(isinstance(p, str) and p for p in err.problems)
+        # Every problem is a catalogue message: it has its Indonesian words too.
+        assert all(isinstance(p, Said) and p and p.in_lang("id") for p in err.problems)
     else:
         assert isinstance(config, Config)
 
