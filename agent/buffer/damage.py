@@ -124,9 +124,9 @@ def _recover(
 ) -> tuple[Buffer, Quarantined]:
     """Quarantine, salvage, and open a fresh file. It numbers on in the damaged file's series
     `epoch` only where that file proves the series' last seq: it names the epoch and knows at
-    least the seqs the status file saw given. Otherwise seqs it gave may have gone with the damage
-    (a lost -wal; the status file is not fsynced and may be a round behind), so a new epoch starts
-    and no seq can be given twice within one."""
+    least the seqs the status file saw given (and there is a status file). Otherwise seqs it gave
+    may have gone with the damage (a lost -wal; the status file is not fsynced and may be a round
+    behind), so a new epoch starts and no seq can be given twice within one."""
     try:
         moved = quarantine(path, now) if existed else None
     except OSError as err:
@@ -150,7 +150,9 @@ def _recover(
     # What the file never got to keep (its -wal) counts from the witness.
     lost += witness.lost_after(file_last)
     seed = max(file_last, witness.last_seq)
-    proven = bool(epoch) and file_last >= witness.last_seq
+    # Without the status file (on tmpfs, gone with a power cut) nothing says the damage spared
+    # the newest rounds: their seqs may be past the highest the file still shows.
+    proven = bool(epoch) and witness.last_seq > 0 and file_last >= witness.last_seq
     buffer = _open(path, settings)
     buffer.continue_seq_after(seed, epoch=epoch if proven else "")
     return buffer, Quarantined(

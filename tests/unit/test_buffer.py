@@ -555,6 +555,23 @@ def test_a_salvaged_file_numbers_on_in_the_damaged_files_series(tmp_path: Path) 
     buffer.close()
     buffer = _open(path)  # and it stays so in the file
     assert (buffer.epoch, buffer.append(_stamp(), _samples(1)).first_seq) == (epoch, 16)
+    buffer.close()
+
+
+def test_damage_without_a_status_file_starts_a_new_epoch(tmp_path: Path) -> None:
+    """The status file went with a power cut (tmpfs): nothing proves the damage spared the newest
+    rounds, whose seqs the file may no longer show, so the series cannot go on."""
+    path = tmp_path / "b.sqlite"
+    buffer = _open(path)
+    for _ in range(3):
+        buffer.append(_stamp(), _samples(5))
+    epoch = buffer.epoch
+    buffer.close()
+    _tamper(path, "UPDATE rounds SET body = x'789c0102' WHERE first_seq = 11")
+    buffer, moved = _open_checked(path, Witness(ran_before=True))
+    assert moved is not None
+    assert buffer.epoch not in ("", epoch)
+    buffer.close()
 
 
 def test_a_file_that_cannot_prove_its_last_seq_starts_a_new_epoch(tmp_path: Path) -> None:
