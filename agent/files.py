@@ -71,6 +71,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
     """The file's object, or None when it is missing or unreadable (a crash left nothing usable)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: `[[[[...` thousands deep
         return None
     return data if isinstance(data, dict) else None

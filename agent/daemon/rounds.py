@@ -429,9 +429,9 @@ class Agent:
         once in the log, and the round goes on."""
         try:
             write()
-        except OSError as err:
+        except Exception as err:  # a card that refuses, or a file damaged beyond reading
             if not self._history_failing:
-                log.warning("history_not_saved", error=str(err))
+                log.warning("history_not_saved", error=f"{type(err).__name__}: {err}")
             self._history_failing = True
         else:
             self._history_failing = False

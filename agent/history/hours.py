@@ -3,6 +3,7 @@ loss across it, and the bytes the WAN carried."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -33,10 +34,11 @@ class Hour:
         """Raise (KeyError, TypeError, ValueError) on a line that is not an hour."""
         numbers = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         hour = cls(**numbers)
-        if not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in numbers.values()
-        ):
-            raise TypeError("an hour holds numbers only")
+        for value in numbers.values():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError("an hour holds numbers only")
+            if not math.isfinite(value) or abs(value) > 1e15:
+                raise ValueError("not a number an hour can hold")
         return hour
 
 

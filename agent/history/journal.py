@@ -16,13 +16,14 @@ only from rounds whose clock was set: a gateway without an RTC boots with a wron
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.files import HISTORY_FILE, HISTORY_NOW_FILE, read_json, replace_json
+from agent.files import HISTORY_FILE, HISTORY_NOW_FILE, fsync_dir, read_json, replace_json
 from agent.history.hours import Hour, fold, hour_of
 from agent.reading import Sample, Stamp
 
@@ -57,9 +58,14 @@ class Record:
     last_alive: float | None = None
 
 
+# Times and counts outside this are not the agent's (a damaged or edited file): read as absent.
+_PLAUSIBLE = 4e9
+
+
 def _number(value: object) -> float | None:
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    return float(value) if ok else None  # type: ignore[arg-type]
+    number = float(value) if ok else math.nan  # type: ignore[arg-type]
+    return number if math.isfinite(number) and 0 <= number <= _PLAUSIBLE else None
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -72,7 +78,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
                     continue
                 try:
                     item = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     continue
                 if isinstance(item, dict):
                     out.append(item)
@@ -139,12 +145,12 @@ def read_history(state_dir: Path, *, now: float) -> Record:
                 hour = Hour.from_json(line["hour"])
             except (KeyError, TypeError, ValueError):
                 continue
-            if hour.start >= hour_of(cutoff):
+            if _number(hour.start) is not None and hour.start >= hour_of(cutoff):
                 hours.append(hour)
             continue
         at = _event_time(line)
-        if at is None or at < cutoff:
-            continue
+        if at is not None and at < cutoff:
+            continue  # older than 14 days; an outage timed without a clock (at null) stays
         duration = _number(line.get("s"))
         back = _number(line.get("back"))
         if "outage" in line and duration is not None and duration >= 0:
@@ -153,8 +159,10 @@ def read_history(state_dir: Path, *, now: float) -> Record:
             cuts.append(PowerCut(down_from=_number(line["power_cut"]), back=back))
     # The file may hold an hour's events beyond the bound until the next hour prunes it.
     outages, cuts = outages[-MAX_EVENTS:], cuts[-MAX_EVENTS:]
-    if current.open_hour is not None and all(h.start != current.open_hour.start for h in hours):
-        hours.append(current.open_hour)
+    open_hour = current.open_hour
+    plausible = open_hour is not None and _number(open_hour.start) is not None
+    if open_hour is not None and plausible and all(h.start != open_hour.start for h in hours):
+        hours.append(open_hour)
     if current.down_since is not None:
         outages.append(
             Outage(
@@ -170,6 +178,21 @@ def read_history(state_dir: Path, *, now: float) -> Record:
         events_dropped=current.events_dropped,
         last_alive=current.last_alive,
     )
+
+
+def _end_torn_line(path: Path) -> None:
+    """A power cut in the middle of an append leaves a line without its end: end it, so that the
+    next append starts a line of its own instead of joining the junk."""
+    try:
+        with path.open("rb+") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+    except OSError:
+        return  # no file yet, or the card refuses: the reader skips a torn line anyway
 
 
 def _power_cut(samples: Sequence[Sample]) -> bool:
@@ -191,18 +214,27 @@ class History:
         self._now_file = state_dir / HISTORY_NOW_FILE
         self._lan = lan_interface
         self._now = _Now.read(self._now_file)
-        self._flushed_at: float | None = None
+        self._flushed_at: float | None = None  # monotonic seconds of the last flush
+        self._unpruned = 0  # lines appended without a time since the last prune
+        _end_torn_line(self._file)
 
     def note(self, stamp: Stamp, samples: Sequence[Sample]) -> None:
         now = self._now
+        if any(s.metric == "event.agent_start" for s in samples):
+            # The outage tracker starts afresh with the process: an outage under way before
+            # the stop can no longer end in an event, so it is not shown as going on.
+            now.down_since = None
         if _power_cut(samples):
             now.cut_pending, now.cut_from = True, now.last_alive
-            now.down_since = None  # the outage tracker starts afresh with the process
         if not stamp.synced:
             # No trustworthy time: only what needs none is kept (an outage's duration).
             for sample in samples:
                 if sample.metric == "event.outage_end_s":
                     self._append({"outage": None, "s": sample.value, "at": None})
+                    now.down_since = None
+                    self._unpruned += 1
+            if self._unpruned > MAX_EVENTS // 10:
+                self._prune(None)  # a gateway whose clock is never set closes no hour
             return
         wall = stamp.ts_ms / 1000
         changed = False
@@ -225,12 +257,13 @@ class History:
                 self._append({"outage": wall - sample.value, "s": sample.value, "at": wall})
                 now.down_since, changed = None, True
         now.last_alive = wall
-        if changed or self._flushed_at is None or wall - self._flushed_at >= NOW_EVERY_S:
-            self.flush(wall)
+        mono = stamp.mono_ms / 1000  # a wall clock stepped back must not stop the flushes
+        if changed or self._flushed_at is None or abs(mono - self._flushed_at) >= NOW_EVERY_S:
+            self.flush()
+            self._flushed_at = mono
 
-    def flush(self, wall: float | None = None) -> None:
+    def flush(self) -> None:
         replace_json(self._now_file, self._now.to_json())
-        self._flushed_at = wall if wall is not None else self._now.last_alive
 
     def close(self) -> None:
         self.flush()
@@ -239,10 +272,12 @@ class History:
         with self._file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(line, separators=(",", ":")) + "\n")
 
-    def _prune(self, wall: float) -> None:
-        """Drop what is older than 14 days and events beyond MAX_EVENTS (a rewrite, rare)."""
+    def _prune(self, wall: float | None) -> None:
+        """Drop what is older than 14 days of `wall` (None: nothing by age) and events beyond
+        MAX_EVENTS. A rewrite, fsynced: rare, and it must not lose the 14 days to a power cut."""
+        self._unpruned = 0
         lines = _lines(self._file)
-        cutoff = wall - KEEP_S
+        cutoff = -math.inf if wall is None else wall - KEEP_S
         kept: list[dict[str, Any]] = []
         for line in lines:
             if isinstance(line.get("hour"), dict):
@@ -262,8 +297,9 @@ class History:
         if len(kept) == len(lines):
             return
         tmp = self._file.with_name(f".{self._file.name}.{os.getpid()}.tmp")
-        tmp.write_text(
-            "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in kept),
-            encoding="utf-8",
-        )
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(line, separators=(",", ":")) + "\n" for line in kept)
+            handle.flush()
+            os.fsync(handle.fileno())
         tmp.replace(self._file)
+        fsync_dir(self._file.parent)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.files import HISTORY_FILE
+from agent.files import HISTORY_FILE, HISTORY_NOW_FILE
 from agent.history.hours import HOUR_S
 from agent.history.journal import KEEP_S, MAX_EVENTS, History, read_history
 from agent.reading import Sample, Stamp
@@ -13,7 +13,9 @@ T0 = 1_800_000_000.0 - 1_800_000_000.0 % HOUR_S
 
 
 def _stamp(wall: float, *, synced: bool = True) -> Stamp:
-    return Stamp(ts_ms=round(wall * 1000), mono_ms=0, boot_id="b", synced=synced)
+    """The monotonic clock here runs with the wall clock from T0 (or from 0 before it is set)."""
+    mono = wall - T0 if wall >= T0 else wall
+    return Stamp(ts_ms=round(wall * 1000), mono_ms=round(mono * 1000), boot_id="b", synced=synced)
 
 
 def _round(up: bool, *extra: Sample) -> list[Sample]:
@@ -100,3 +102,52 @@ def test_fourteen_days_and_a_thousand_events_at_most(tmp_path: Path) -> None:
     assert len(record.outages) <= MAX_EVENTS + 1  # and the one under way
     assert record.events_dropped > 0
     assert (tmp_path / HISTORY_FILE).stat().st_size < 256 * 1024
+
+
+def test_an_outage_under_way_at_a_restart_is_not_shown_as_going_on(tmp_path: Path) -> None:
+    """The outage tracker starts afresh with the process and cannot end the old outage."""
+    history = History(tmp_path, lan_interface=None)
+    history.note(_stamp(T0), _round(False, Sample(metric="event.outage_start", value=1.0)))
+    again = History(tmp_path, lan_interface=None)
+    start = Sample(metric="event.agent_start", value=1.0, tags={"reason": "restart"})
+    again.note(_stamp(T0 + 600), _round(True, start))
+    assert read_history(tmp_path, now=T0 + 4 * 3600).outages == ()
+
+
+def test_an_outage_timed_without_a_clock_is_shown_without_its_start(tmp_path: Path) -> None:
+    history = History(tmp_path, lan_interface=None)
+    end = Sample(metric="event.outage_end_s", value=900.0)
+    history.note(_stamp(50.0, synced=False), _round(True, end))
+    (outage,) = read_history(tmp_path, now=T0).outages
+    assert (outage.start, outage.duration_s) == (None, 900.0)
+
+
+def test_a_gateway_whose_clock_is_never_set_keeps_a_bounded_file(tmp_path: Path) -> None:
+    history = History(tmp_path, lan_interface=None)
+    end = Sample(metric="event.outage_end_s", value=60.0)
+    for n in range(3 * MAX_EVENTS):
+        history.note(_stamp(float(n), synced=False), _round(True, end))
+    lines = (tmp_path / HISTORY_FILE).read_text().splitlines()
+    assert len(lines) <= MAX_EVENTS + MAX_EVENTS // 10 + 1
+
+
+def test_damaged_history_files_are_read_as_far_as_they_make_sense(tmp_path: Path) -> None:
+    """Odd numbers, deep nesting, junk: nothing raises, in the daemon or in the command."""
+    (tmp_path / HISTORY_NOW_FILE).write_text(
+        '{"events_dropped": 1e999, "last_alive": -5, "down_since": 1e20,'
+        ' "open_hour": {"start": 1e18, "rounds": 1}}'
+    )
+    (tmp_path / HISTORY_FILE).write_text(
+        "[" * 5000
+        + "\n"
+        + '{"hour": {"start": 1e999}}\n{"outage": 1e20, "s": 5, "at": 1e20}\n'
+        + '{"power_cut": "x", "back": 1800000000}\n{"hour": {"start": 12'
+    )
+    history = History(tmp_path, lan_interface=None)
+    history.note(_stamp(T0), _round(True))
+    history.note(_stamp(T0 + 3600), _round(True))  # closes an hour: appends and prunes
+    record = read_history(tmp_path, now=T0 + 3700)
+    assert [h.start for h in record.hours] == [T0, T0 + 3600]
+    assert [c.down_from for c in record.power_cuts] == [None]
+    lines = (tmp_path / HISTORY_FILE).read_text().splitlines()
+    assert any('"hour":{"start":1800000000' in line for line in lines)  # not joined to junk
