@@ -43,7 +43,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def shown(value: str, limit: int = 60) -> str:
     """A piece of text safe to print in one line of an error: escaped, and cut when long."""
     text = repr(value[:limit])
-    return text if len(value) <= limit else f"{text}... ({len(value)} characters)"
+    return text if len(value) <= limit else Said("value.cut", text=text, n=len(value))
 
 
 def text_problem(value: str, max_bytes: int = TEXT_MAX_BYTES) -> str | None:

@@ -143,6 +143,29 @@ MESSAGES: Mapping[str, Mapping[Lang, str]] = {
         " diawali '$'",
         "en": "{value} is not a usable topic prefix: no level may start with '$'",
     },
+    # -- the collector's own settings ----------------------------------------------------------------
+    "group.invalid": {
+        "id": "{value} tidak bisa dipakai sebagai nama grup: hanya huruf, angka, '_', '-', '.'",
+        "en": "{value} is not a usable group name: letters, digits, '_', '-', '.' only",
+    },
+    "database.no_file": {
+        "id": "{value} tidak menyebut berkas: sqlite:///path/berkas",
+        "en": "{value} names no file: sqlite:///path/file",
+    },
+    "database.scheme": {
+        "id": "harus sqlite:///path/ke/berkas.sqlite atau postgresql://user@host/dbname, bukan"
+        " {value}",
+        "en": "expected sqlite:///path/to/file.sqlite or postgresql://user@host/dbname, got"
+        " {value}",
+    },
+    "listen.invalid": {
+        "id": "harus HOST:PORT (mis. 127.0.0.1:8080) atau off, bukan {value}",
+        "en": "expected HOST:PORT (e.g. 127.0.0.1:8080) or off, got {value}",
+    },
+    "value.cut": {
+        "id": "{text}... ({n} karakter)",
+        "en": "{text}... ({n} characters)",
+    },
     # -- files the settings name ---------------------------------------------------------------------
     "file.missing": {"id": "tidak ada berkas {path}", "en": "no such file {path}"},
     "file.unreadable": {
@@ -236,6 +259,10 @@ class Said(str):
         said.key = key
         said.args = args
         return said
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, Any]]:
+        # copy and pickle make a Said again from its key and arguments, not from its text.
+        return (self.key,), self.args
 
     def in_lang(self, lang: Lang) -> str:
         return MESSAGES[self.key][lang].format(**{k: _told(v, lang) for k, v in self.args.items()})

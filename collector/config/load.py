@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from agent.config.messages import told
+from agent.config.messages import Said, told
 from collector.config.schema import BrokerConfig, Config
 from collector.config.strict import convert
 from collector.messages import Lang, text
@@ -102,10 +102,10 @@ def parse_config(source: str, file: Path, lang: Lang = "en") -> Config:
             loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        where = Said("yaml.where", line=mark.line + 1, column=mark.column + 1) if mark else ""
         reason = getattr(err, "problem", None) or str(err)
         raise ConfigError(
-            file, [text("config.not_yaml", lang, where=where, reason=reason)]
+            file, [text("config.not_yaml", lang, where=told(where, lang), reason=reason)]
         ) from err
     problems = [text("config.duplicate", lang, line=n, key=k) for n, k in loader.duplicates]
     config, convert_problems = convert(Config, raw)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from agent.config.messages import Said
 from agent.config.schema import broker_url_problem, topic_prefix_problem
 from collector.config.strict import meta
 
@@ -24,16 +25,16 @@ _GROUP = re.compile(r"^[A-Za-z0-9_.-]+$")
 def _group(value: str) -> str | None:
     if _GROUP.match(value):
         return None
-    return f"{value!r} is not a usable group name: letters, digits, '_', '-', '.' only"
+    return Said("group.invalid", value=repr(value))
 
 
 def _database_url(value: str) -> str | None:
     scheme = urlsplit(value).scheme
     if scheme == "sqlite":
-        return None if urlsplit(value).path else f"{value!r} names no file: sqlite:///path/file"
+        return None if urlsplit(value).path else Said("database.no_file", value=repr(value))
     if scheme in ("postgresql", "postgres"):
         return None
-    return f"expected sqlite:///path/to/file.sqlite or postgresql://user@host/dbname, got {value!r}"
+    return Said("database.scheme", value=repr(value))
 
 
 def _listen(value: str) -> str | None:
@@ -41,12 +42,12 @@ def _listen(value: str) -> str | None:
         return None
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        return f"expected HOST:PORT (e.g. 127.0.0.1:8080) or off, got {value!r}"
+        return Said("listen.invalid", value=repr(value))
     return None
 
 
 def _positive(value: float) -> str | None:
-    return None if value > 0 else f"must be greater than 0, got {value}"
+    return None if value > 0 else Said("number.positive", value=value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,7 +118,7 @@ class HttpConfig:
 def _webhook_url(value: str) -> str | None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"expected an http:// or https:// URL, got {value!r}"
+        return Said("url.http", value=repr(value))
     return None
 
 
