@@ -46,14 +46,18 @@ def measure(broker: Broker, root: Path, logs: Path, *, quick: bool) -> list[Row]
     log = logs / "agent-kills.log"
     started = time.monotonic()
     with Collector(broker.url(), PREFIX) as collector:
+        ended_otherwise = 0  # runs that ended before their SIGKILL: a crash the loop must not hide
         for _ in range(kills):
             daemon = Daemon(config, state, log)
-            if rng.random() < 0.5:
-                time.sleep(rng.uniform(0.0, 0.8))  # during start-up: imports, opening the buffer
-            else:
-                daemon.wait_ready()  # its first round is committed: now measuring and publishing
-                time.sleep(rng.uniform(0.0, 1.0))
-            daemon.kill()
+            try:
+                if rng.random() < 0.5:
+                    time.sleep(rng.uniform(0.0, 0.8))  # in start-up: imports, opening the buffer
+                else:
+                    daemon.wait_ready()  # its first round is committed: measuring, publishing
+                    time.sleep(rng.uniform(0.0, 1.0))
+            finally:
+                ended_otherwise += daemon.proc.poll() is not None
+                daemon.kill()
         # The clean run measures once and then only drains (rounds every 0.1 s, ~40 readings
         # each, would outrun 20-reading batches and never leave the buffer empty).
         drain = write_config(
@@ -103,6 +107,13 @@ def measure(broker: Broker, root: Path, logs: Path, *, quick: bool) -> list[Row]
         judged(
             "  kills: seqs out of the buffer's range or repeats of another reading",
             len(beyond) + conflicts,
+            "",
+            at_most=0,
+            digits=0,
+        ),
+        judged(
+            "  kills: runs that ended before their SIGKILL",
+            ended_otherwise,
             "",
             at_most=0,
             digits=0,
