@@ -20,14 +20,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Final, Protocol, Self
+from typing import IO, Final, Protocol
+
+from tests.support.broker_process import BrokerProcess
 
 HOST: Final = "127.0.0.1"
 _START_TIMEOUT_SECONDS: Final = 10.0
 _STOP_TIMEOUT_SECONDS: Final = 5.0
 _PORT_ATTEMPTS: Final = 5
-_LOG_TAIL_LINES: Final = 30
 # Logged once every listener is open ("mosquitto version 2.0.11 running").
 _RUNNING_LINE: Final = re.compile(r"^\S* ?mosquitto version \S+ running$", re.MULTILINE)
 # Debian installs the broker in /usr/sbin, which is not on an unprivileged user's PATH.
@@ -56,7 +56,7 @@ class TlsSetup:
     require_client_cert: bool = False
 
 
-class Broker:
+class Broker(BrokerProcess):
     """One mosquitto process and its files in `workdir`; it can be stopped and started again.
 
     The listener, and so `port`, stays the same across restarts so a client under test can
@@ -84,7 +84,7 @@ class Broker:
         self.config_path: Final = workdir / "mosquitto.conf"
         self.password_path: Final = workdir / "passwd"
         self.acl_path: Final = workdir / "acl"
-        self.log_path: Final = workdir / "mosquitto.log"
+        self.log_path = workdir / "mosquitto.log"
         self._executable = executable
         self._has_passwords = passwords is not None
         self._has_acl = acl is not None
@@ -134,6 +134,9 @@ class Broker:
             # Including KeyboardInterrupt: a broker that never became ready is nobody's to stop.
             self.kill()
             raise
+
+    def close(self) -> None:
+        self.stop()
 
     def stop(self) -> None:
         """Stop mosquitto with SIGTERM and wait; SIGKILL if it does not exit in time."""
@@ -191,27 +194,6 @@ class Broker:
             if time.monotonic() > deadline:
                 raise BrokerError(f"mosquitto did not reload its config:\n{self.log_tail()}")
             time.sleep(0.01)
-
-    def read_log(self) -> str:
-        """Everything mosquitto has logged since this broker was last started."""
-        with self.log_path.open("rb") as log:
-            log.seek(self._log_offset)
-            return log.read().decode(errors="replace")
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last `lines` lines of the log since the last start, for error messages."""
-        return "\n".join(self.read_log().splitlines()[-lines:])
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<Broker {self.url()} running={self.running} log={self.log_path}>"

@@ -15,16 +15,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Final, Self
+from typing import IO, Final
 
 import pytest
 
+from tests.support.broker_process import BrokerProcess
 from tests.support.mqtt_broker import HOST, BrokerError, _accepts_connections, _free_port
 
 _START_TIMEOUT_SECONDS: Final = 20.0
 _STOP_TIMEOUT_SECONDS: Final = 10.0
-_LOG_TAIL_LINES: Final = 30
 _EXTRA_SEARCH_DIRS: Final = ("/usr/sbin", "/usr/local/sbin")
 _READY_LINE: Final = re.compile(r"Server is ready")
 
@@ -41,7 +40,7 @@ def find_nats_server() -> Path:
     return Path(found)
 
 
-class NatsBroker:
+class NatsBroker(BrokerProcess):
     """One nats-server in `workdir`; it can be stopped and started again on the same ports with the
     same JetStream store, where NATS keeps MQTT sessions and retained messages."""
 
@@ -55,7 +54,7 @@ class NatsBroker:
         self.port: Final = mqtt_port
         self.client_port: Final = client_port
         self.config_path: Final = workdir / "nats.conf"
-        self.log_path: Final = workdir / "nats.log"
+        self.log_path = workdir / "nats.log"
         self._executable = executable
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -122,25 +121,6 @@ class NatsBroker:
 
     def close(self) -> None:
         self.stop()
-
-    def read_log(self) -> str:
-        with self.log_path.open("rb") as log:
-            log.seek(self._log_offset)
-            return log.read().decode(errors="replace")
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        return "\n".join(self.read_log().splitlines()[-lines:])
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<NatsBroker {self.url()} running={self.running} dir={self.workdir}>"

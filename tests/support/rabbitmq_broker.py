@@ -17,11 +17,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Final, Self
+from typing import IO, Final
 
 import pytest
 
+from tests.support.broker_process import BrokerProcess
 from tests.support.mqtt_broker import HOST, BrokerError, _accepts_connections, _free_port
 
 # Debian's /usr/sbin/rabbitmq-server insists on running as the `rabbitmq` user; the script it
@@ -30,7 +30,6 @@ _SERVER: Final = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 _EPMD: Final = Path("/usr/bin/epmd")
 _START_TIMEOUT_SECONDS: Final = 60.0
 _STOP_TIMEOUT_SECONDS: Final = 30.0
-_LOG_TAIL_LINES: Final = 40
 
 
 def find_rabbitmq() -> Path:
@@ -53,18 +52,19 @@ class RabbitPorts:
     epmd: int
 
 
-class RabbitBroker:
+class RabbitBroker(BrokerProcess):
     """One RabbitMQ node in `workdir`; it can be stopped and started again on the same ports with
     the same data, so retained messages and durable sessions survive a restart as in production."""
 
     host: Final = HOST
     name: Final = "rabbitmq"
+    log_tail_lines = 40
 
     def __init__(self, *, workdir: Path, ports: RabbitPorts) -> None:
         self.workdir: Final = workdir
         self.ports: Final = ports
         self.port: Final = ports.mqtt
-        self.log_path: Final = workdir / "console.log"
+        self.log_path = workdir / "console.log"
         self._node = f"village-{secrets.token_hex(4)}@127.0.0.1"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -137,25 +137,8 @@ class RabbitBroker:
 
     def read_log(self) -> str:
         """The console output since the last start, then the node's own log file."""
-        with self.log_path.open("rb") as log:
-            log.seek(self._log_offset)
-            console = log.read().decode(errors="replace")
         node_logs = sorted((self.workdir / "log").glob("*.log"))
-        return console + "".join(p.read_text(errors="replace") for p in node_logs)
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        return "\n".join(self.read_log().splitlines()[-lines:])
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+        return self.console_log() + "".join(p.read_text(errors="replace") for p in node_logs)
 
     def __repr__(self) -> str:
         return f"<RabbitBroker {self.url()} running={self.running} dir={self.workdir}>"
