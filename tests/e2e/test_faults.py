@@ -712,6 +712,17 @@ def test_damaged_buffer_files_are_salvaged_counted_and_published(
         assert recovered > 0 and len(gone) < unsent
 
 
+def _held_lost_event(agent: AgentProcess, collector: Collector) -> Reading:
+    """The one `event.buffer_held_lost` reading the started agent publishes."""
+
+    def events() -> list[Reading]:
+        return [r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"]
+
+    wait_until(events, 20, agent.log())
+    (event,) = events()
+    return event
+
+
 def _fill(card: Path) -> Path:
     """Fill the file system to ENOSPC; return the ballast file."""
     ballast = card / "ballast"
@@ -811,16 +822,7 @@ def test_rounds_held_at_a_stop_are_counted_at_the_next_start(
             assert saved == {"readings": held}
             ballast.unlink()
             with AgentProcess(config) as agent:
-                wait_until(
-                    lambda: any(
-                        r.metric == "event.buffer_held_lost" for r in collector.readings(SITE)
-                    ),
-                    20,
-                    agent.log(),
-                )
-                (event,) = [
-                    r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"
-                ]
+                event = _held_lost_event(agent, collector)
                 assert event.value == held
                 dropped = [
                     r.value for r in collector.readings(SITE) if r.metric == "buffer.dropped_total"
@@ -908,16 +910,7 @@ def test_read_only_card_at_start_up_runs_degraded_and_counts_what_it_held(
             held = final["pending_in_memory"] + final["lost_unrecorded"]
             card.repair()
             with AgentProcess(config) as agent:
-                wait_until(
-                    lambda: any(
-                        r.metric == "event.buffer_held_lost" for r in collector.readings(SITE)
-                    ),
-                    20,
-                    agent.log(),
-                )
-                (event,) = [
-                    r for r in collector.readings(SITE) if r.metric == "event.buffer_held_lost"
-                ]
+                event = _held_lost_event(agent, collector)
                 assert event.value == held
                 _finish(
                     agent, collector, "28 SD card read-only at start-up", "ext4 error before run"

@@ -72,10 +72,7 @@ def test_broker_checks_pass_with_the_right_password(
     """A running broker that accepts the configured user and password passes TCP and login; over
     mqtt:// (allowed by broker.allow_plaintext) the TLS line fails: the password travels in clear."""
     broker = broker_factory(passwords={"site": PASSWORD})
-    secret = _password_file(tmp_path, PASSWORD)
-    config = _config(
-        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
-    )
+    config = _site_login(tmp_path, broker)
     found = _statuses(_run(inputs_from_file(config), *BROKER_CHECKS))
     assert found == {
         "broker_tcp": ("pass", "broker_tcp.ok"),
@@ -106,10 +103,7 @@ def test_wrong_password_is_reported_as_auth_refused(
 ) -> None:
     """A broker with another password answers CONNACK "bad user name or password": auth refused."""
     broker = broker_factory(passwords={"site": "another-password"})
-    secret = _password_file(tmp_path, PASSWORD)
-    config = _config(
-        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
-    )
+    config = _site_login(tmp_path, broker)
     for protocol in ("5", "3.1.1"):
         found = _run(inputs_from_file(_with_protocol(config, protocol)), *BROKER_CHECKS)
         assert found["broker_tcp"].status == "pass"
@@ -119,7 +113,7 @@ def test_wrong_password_is_reported_as_auth_refused(
         )
         detail, advice = words(found["broker_mqtt"], "id")
         assert "menolak login" in detail
-        assert str(secret) in advice
+        assert str(tmp_path / "password") in advice  # the password file _site_login wrote
 
 
 def _with_protocol(config: Path, protocol: str) -> Path:
@@ -177,15 +171,20 @@ def _catch(broker: Broker, where: str) -> tuple[mqtt.Client, list[bytes]]:
     return client, got
 
 
+def _site_login(tmp_path: Path, broker: Broker) -> Path:
+    """The site's config logging in as `site` with PASSWORD over the plain test listener."""
+    secret = _password_file(tmp_path, PASSWORD)
+    return _config(
+        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
+    )
+
+
 def test_publish_check_proves_the_acl_lets_telemetry_through(
     tmp_path: Path, broker_factory: BrokerFactory
 ) -> None:
     """An ACL that allows telemetry: pass, and a contract-valid message with no readings arrives."""
     broker = broker_factory(passwords={"site": PASSWORD}, acl=ALLOW_TELEMETRY)
-    secret = _password_file(tmp_path, PASSWORD)
-    config = _config(
-        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
-    )
+    config = _site_login(tmp_path, broker)
     catcher, got = _catch(broker, "desa/test/test-site-01/telemetry")
     try:
         time.sleep(0.3)  # the subscription is in place before the check publishes
@@ -208,10 +207,7 @@ def test_publish_check_fails_on_an_acl_deny_with_the_reason(
 ) -> None:
     """Login accepted, telemetry denied by the ACL: MQTT 5's PUBACK says "Not authorized": FAIL."""
     broker = broker_factory(passwords={"site": PASSWORD}, acl=DENY_TELEMETRY)
-    secret = _password_file(tmp_path, PASSWORD)
-    config = _config(
-        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
-    )
+    config = _site_login(tmp_path, broker)
     found = _run(inputs_from_file(config), *BROKER_CHECKS, "broker_publish")
     assert found["broker_mqtt"].status == "pass"
     check = found["broker_publish"]
@@ -226,10 +222,7 @@ def test_publish_check_on_311_warns_and_shows_the_daemons_last_refusal(
 ) -> None:
     """MQTT 3.1.1 cannot carry a deny: WARN saying so, with the last refusal from the status file."""
     broker = broker_factory(passwords={"site": PASSWORD}, acl=DENY_TELEMETRY)
-    secret = _password_file(tmp_path, PASSWORD)
-    config = _config(
-        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
-    )
+    config = _site_login(tmp_path, broker)
     inputs = inputs_from_file(_with_protocol(config, "3.1.1"))
     assert inputs.config is not None
     refusal = "broker refused a telemetry message: Not authorized"
@@ -249,10 +242,7 @@ def test_publish_check_is_not_tried_when_the_login_failed(
 ) -> None:
     """A refused login: the publish line says it was not tried instead of failing twice."""
     broker = broker_factory(passwords={"site": "another-password"})
-    secret = _password_file(tmp_path, PASSWORD)
-    config = _config(
-        tmp_path, broker.url(), username="site", password_file=str(secret), allow_plaintext=True
-    )
+    config = _site_login(tmp_path, broker)
     found = _statuses(_run(inputs_from_file(config), *BROKER_CHECKS, "broker_publish"))
     assert found["broker_publish"] == ("warn", "broker.not_tried")
 
